@@ -1,0 +1,151 @@
+"""generate.py on folders of awkward real-world inputs, for both tasks."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import generate
+import train
+import utils
+from conftest import tiny_args, truncate, write_image
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny trained runs: colorize, inpaint with the Context Encoder, inpaint with the U-Net."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {"colorize": [], "inpaint": [], "inpaint-unet": ["--netG", "unet"]}
+    for name, flags in runs.items():
+        train.main(tiny_args(root / name, *flags, "--epochs", 1, "--epochs-decay", 0, task=name.split("-")[0]))
+    return {name: root / name / "run" / "last.pt" for name in runs}
+
+
+def run(checkpoint, src, dst, *flags):
+    args = generate.get_parser().parse_args(["--checkpoint", str(checkpoint), "--input", str(src), "--output", str(dst),
+                                             "--workers", "0", "--batch-size", "3", *map(str, flags)])
+    return generate.main(args)
+
+
+def awkward_folder(root):
+    """Tiny, very wide, gray, RGBA, palette, CMYK, 16-bit, EXIF-rotated, truncated, non-image, nested."""
+    write_image(root / "tiny.png", size=(5, 3))
+    write_image(root / "wide.jpg", size=(700, 40))
+    write_image(root / "gray.png", mode="L")
+    write_image(root / "rgba.png", mode="RGBA")
+    write_image(root / "palette.gif", mode="P")
+    write_image(root / "cmyk.jpg", mode="CMYK")
+    Image.fromarray((np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16)).save(root / "sixteen.png")
+    rotated = Image.fromarray(np.zeros((20, 50, 3), np.uint8) + 120)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed: 50x20 stored, 20x50 shown
+    rotated.save(root / "exif.jpg", exif=exif)
+    truncate(write_image(root / "truncated.jpg", size=(64, 64), seed=3))
+    (root / "notes.txt").write_text("not an image")
+    (root / "fake.png").write_text("not a png either")
+    write_image(root / "deep" / "er" / "panel.jpg", size=(33, 45))
+    return root
+
+
+def test_colorize_awkward_inputs(tmp_path, checkpoints):
+    src = awkward_folder(tmp_path / "in")
+    status = run(checkpoints["colorize"], src, tmp_path / "out")
+    assert status == 1  # two unreadable files
+    expected = {"tiny": (5, 3), "wide": (700, 40), "gray": (48, 40), "rgba": (48, 40), "palette": (48, 40),
+                "cmyk": (48, 40), "sixteen": (40, 30), "exif": (20, 50), "deep/er/panel": (33, 45)}
+    for stem, size in expected.items():
+        out = Image.open(tmp_path / "out" / f"{stem}.png")
+        assert out.size == size and out.mode == "RGB", stem
+    assert not (tmp_path / "out" / "truncated.png").exists() and not (tmp_path / "out" / "notes.png").exists()
+    # Rerun: everything done is skipped, the failures are reported again.
+    assert run(checkpoints["colorize"], src, tmp_path / "out") == 1
+
+
+def test_colorize_keeps_the_original_lightness(tmp_path, checkpoints):
+    """Full resolution: the output has the input's size and its L channel wherever colours are in gamut."""
+    rng = np.random.default_rng(0)
+    gray = np.kron(rng.integers(40, 200, (12, 20)), np.ones((25, 25)))[:290, :470].astype(np.uint8)
+    Image.fromarray(gray, "L").save(tmp_path / "page.png")
+    assert run(checkpoints["colorize"], tmp_path / "page.png", tmp_path / "out") == 0
+    out = np.asarray(Image.open(tmp_path / "out" / "page.png"))
+    assert out.shape == (290, 470, 3)
+    L_in = utils.rgb_to_lab(torch.from_numpy(np.repeat(gray[None], 3, 0)[None]).float() / 255)[0, 0]
+    L_out = utils.rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1)[None].float() / 255)[0, 0]
+    assert (L_in - L_out).abs().median() < 1.0  # 8-bit rounding; a few out-of-gamut pixels may move more
+
+
+@pytest.mark.parametrize("net", ["inpaint", "inpaint-unet"])
+@pytest.mark.parametrize("size", [(32, 32), (128, 96), (75, 200), (13, 11)])
+def test_inpaint_changes_only_the_hole(tmp_path, checkpoints, net, size):
+    write_image(tmp_path / "in" / "photo.png", size=size, seed=5)
+    assert run(checkpoints[net], tmp_path / "in", tmp_path / "out", "--save-comparison") == 0
+    before = np.asarray(Image.open(tmp_path / "in" / "photo.png").convert("RGB"))
+    after = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    H, W = before.shape[:2]
+    top, left, h, w = generate.center_hole(H, W, 0.5)
+    outside = np.ones((H, W), bool)
+    outside[top:top + h, left:left + w] = False
+    assert after.shape == before.shape
+    assert np.array_equal(after[outside], before[outside])
+    assert (tmp_path / "out" / "photo.comparison.png").exists()
+
+
+def test_inpaint_white_square_is_the_hole(tmp_path, checkpoints):
+    """A photo with a white square painted near the center: that square (not the center) is repaired,
+    also after JPEG compression."""
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 200, (90, 120, 3)).astype(np.uint8)
+    photo[30:70, 50:90] = 255  # 40x40, a bit off center
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    assert generate.find_white_square(photo) == (30, 50, 40, 40)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="JPEG", quality=90)
+    top, left, h, w = generate.find_white_square(np.asarray(Image.open(buffer)))
+    assert abs(top - 30) <= 2 and abs(left - 50) <= 2 and abs(h - 40) <= 4 and abs(w - 40) <= 4
+    assert run(checkpoints["inpaint"], tmp_path / "in.png", tmp_path / "out") == 0
+    after = np.asarray(Image.open(tmp_path / "out" / "in.png"))
+    outside = np.ones(photo.shape[:2], bool)
+    outside[30:70, 50:90] = False
+    assert np.array_equal(after[outside], photo[outside]) and not np.array_equal(after, photo)
+
+
+def test_no_white_square_in_a_plain_photo():
+    rng = np.random.default_rng(2)
+    photo = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    assert generate.find_white_square(photo) is None
+    assert generate.find_white_square(np.full((64, 64, 3), 255, np.uint8)) is None  # a white page is no hole
+
+
+def test_inpaint_mask_file(tmp_path, checkpoints):
+    write_image(tmp_path / "in" / "photo.png", size=(60, 50))
+    mask = np.zeros((50, 60), np.uint8)
+    mask[5:20, 30:50] = 255  # a hole away from the center
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert run(checkpoints["inpaint-unet"], tmp_path / "in", tmp_path / "out", "--mask", tmp_path / "mask.png") == 0
+    before = np.asarray(Image.open(tmp_path / "in" / "photo.png"))
+    after = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    assert np.array_equal(after[mask == 0], before[mask == 0]) and not np.array_equal(after[mask > 0], before[mask > 0])
+
+
+def test_output_inside_input_is_refused(tmp_path, checkpoints):
+    write_image(tmp_path / "in" / "a.png")
+    for out in (tmp_path / "in", tmp_path / "in" / "sub"):
+        with pytest.raises(SystemExit, match="inside --input"):
+            run(checkpoints["colorize"], tmp_path / "in", out)
+    with pytest.raises(SystemExit, match="overwrite an input"):
+        run(checkpoints["colorize"], tmp_path / "in" / "a.png", tmp_path / "in")
+    assert sorted(p.name for p in (tmp_path / "in").rglob("*")) == ["a.png"]
+
+
+def test_same_stem_different_extensions(tmp_path, checkpoints):
+    write_image(tmp_path / "in" / "a.png")
+    write_image(tmp_path / "in" / "a.jpg")
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_jpg.png", "a_png.png"]
+
+
+def test_bad_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="cannot read checkpoint"):
+        run(tmp_path / "bad.pt", tmp_path, tmp_path / "out")

@@ -1,0 +1,378 @@
+"""What train.py, generate.py and classes.py share: image I/O, Lab colour conversion, holes and masks,
+metrics, checkpoint I/O, plots and the torchrun set-up.
+
+Nothing here knows about a particular dataset layout (classes.py) or network (model.py).
+"""
+import csv
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image, ImageFile, ImageOps
+
+# A truncated file must raise (so it is reported or skipped), not decode half grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Image I/O
+
+
+def is_image_file(path):
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS and not Path(path).name.startswith(".")
+
+
+def list_images(root):
+    """Every image file below root (or root itself if it is a file), sorted, at any depth."""
+    root = Path(root)
+    if root.is_file():
+        return [root] if is_image_file(root) else []
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files += [Path(dirpath) / f for f in sorted(filenames) if is_image_file(f)]
+    return files
+
+
+def to_rgb(img):
+    """Any PIL mode -> 8-bit RGB. Transparency is composited on white (a comic page's paper colour)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float greys: PIL's convert("L") clips at 255 instead of scaling, so scale ourselves.
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def load_image(path, min_side=None):
+    """Open an image file as upright 8-bit RGB; raises OSError/ValueError/etc. if it cannot be read.
+
+    min_side lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) while its shorter side stays at least
+    min_side pixels: a 3000-pixel scan that will be resized to 286 decodes several times faster.
+    """
+    with Image.open(path) as img:
+        if min_side and img.format == "JPEG":
+            scale = min_side / min(img.size)
+            img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return to_rgb(img)
+
+
+def try_load_image(path, min_side=None):
+    """load_image, or (None, reason) for a file that is empty, truncated, not an image or otherwise broken."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return load_image(path, min_side), None
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...) on bad files
+        return None, f"{type(e).__name__}: {e}"
+
+
+def resize_shorter(img, side, resample=Image.BICUBIC):
+    """Resize a PIL image so that its shorter side is `side` pixels, keeping the aspect ratio."""
+    w, h = img.size
+    scale = side / min(w, h)
+    size = (max(side, round(w * scale)), max(side, round(h * scale)))
+    return img if size == (w, h) else img.resize(size, resample, reducing_gap=3.0)
+
+
+def pil_to_tensor(img):
+    """PIL RGB -> uint8 tensor (3, H, W): the workers hand over bytes, the device does the float maths."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def save_png(tensor, path):
+    """Save a (3, H, W) float tensor in [0, 1] as an 8-bit PNG, atomically."""
+    array = (tensor.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    save_array_png(array, path)
+
+
+def save_array_png(array, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Lab colour (sRGB, D65), batched in torch so that whole batches convert on the training device
+
+_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+_WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883])
+_DELTA = 6 / 29  # CIE: the cube root switches to a line below DELTA^3
+L_SCALE, AB_SCALE = 50.0, 110.0  # Pix2Pix colorization: x = L / 50 - 1 and y = ab / 110, both in [-1, 1]
+
+
+def _mix(matrix, img):  # (3, 3) x (B, 3, H, W) over the channel axis
+    return torch.einsum("ij,bjhw->bihw", matrix.to(img), img)
+
+
+def rgb_to_lab(rgb):
+    """(B, 3, H, W) sRGB in [0, 1] -> Lab (L in [0, 100], a and b roughly in [-110, 110])."""
+    rgb = rgb.float()
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = _mix(_RGB_TO_XYZ, linear) / _WHITE_D65.to(rgb).view(1, 3, 1, 1)
+    f = torch.where(xyz > _DELTA**3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * _DELTA**2) + 4 / 29)
+    fx, fy, fz = f.unbind(1)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
+
+
+def lab_to_rgb(lab):
+    """(B, 3, H, W) Lab -> sRGB in [0, 1], out-of-gamut colours clipped."""
+    L, a, b = lab.float().unbind(1)
+    fy = (L + 16) / 116
+    f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=1)
+    xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE_D65.to(f).view(1, 3, 1, 1)
+    linear = _mix(torch.linalg.inv(_RGB_TO_XYZ).to(f), xyz).clamp(0, 1)
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055).clamp(0, 1)
+
+
+def colorize_pair(rgb_uint8):
+    """uint8 RGB batch (B, 3, H, W) -> x = normalized L (B, 1, H, W) and y = normalized ab (B, 2, H, W)."""
+    lab = rgb_to_lab(rgb_uint8.float() / 255)
+    return lab[:, :1] / L_SCALE - 1, lab[:, 1:] / AB_SCALE
+
+
+def colorize_rgb(x, ab):
+    """Normalized L (B, 1, H, W) and normalized ab (B, 2, H, W) -> RGB in [0, 1]; ab = 0 gives the gray."""
+    return lab_to_rgb(torch.cat([(x + 1) * L_SCALE, ab * AB_SCALE], dim=1))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Holes (inpainting). The network predicts a square `patch` (half the image side); with an overlap o the
+# hole actually blanked is o pixels smaller on each side, and the visible band is predicted too (Pathak
+# et al.'s overlapPred), with a larger loss weight so the pasted patch blends in.
+
+FILL_VALUES = {"white": (1.0, 1.0, 1.0), "zero": (0.0, 0.0, 0.0),
+               "mean": tuple(c / 127.5 - 1 for c in (117, 104, 123))}  # the original's mean pixel
+OVERLAP_WEIGHT = 10.0  # loss weight of the overlap band relative to the hole (overlapL2Weight)
+
+
+def center_box(size, patch):
+    return (size - patch) // 2, (size - patch) // 2
+
+
+def box_mask(boxes, size, patch, shrink=0):
+    """(B, 2) top-left corners -> (B, 1, S, S) float mask, 1 inside each patch shrunk by `shrink` px."""
+    r = torch.arange(size, device=boxes.device)
+    top, left = boxes[:, 0, None] + shrink, boxes[:, 1, None] + shrink
+    rows = (r >= top) & (r < top + patch - 2 * shrink)  # (B, S)
+    cols = (r >= left) & (r < left + patch - 2 * shrink)
+    return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1).float()
+
+
+def fill_hole(real, hole, fill):
+    """Blank the hole (B, 1, S, S) of images in [-1, 1] with the fill colour."""
+    colour = torch.tensor(FILL_VALUES[fill], device=real.device, dtype=real.dtype).view(1, 3, 1, 1)
+    return real * (1 - hole) + colour * hole
+
+
+def crop_patches(img, boxes, patch):
+    """(B, C, S, S) -> (B, C, P, P): each image's patch at its own box."""
+    return torch.stack([im[:, t:t + patch, l:l + patch] for im, (t, l) in zip(img, boxes.tolist())])
+
+
+def paste_patches(img, patches, boxes):
+    out = img.clone()
+    for im, p, (t, l) in zip(out, patches, boxes.tolist()):
+        im[:, t:t + p.shape[-2], l:l + p.shape[-1]] = p
+    return out
+
+
+def inpaint_pair(rgb_uint8, boxes, patch, overlap, fill, netG):
+    """uint8 RGB batch and patch boxes -> (x, y, weight, hole, real).
+
+    x is what G sees: the image with the hole filled (plus the hole as a 4th channel for the U-Net);
+    y is what G predicts: the patch (Context Encoder) or the whole image (U-Net); weight is the
+    reconstruction loss weight over y: 1 in the hole, OVERLAP_WEIGHT in the band, 0 elsewhere.
+    """
+    real = rgb_uint8.float() / 127.5 - 1
+    size = real.shape[-1]
+    hole = box_mask(boxes, size, patch, overlap)
+    area = box_mask(boxes, size, patch)  # hole + band
+    weight = hole + OVERLAP_WEIGHT * (area - hole)
+    masked = fill_hole(real, hole, fill)
+    if netG == "context-encoder":
+        return masked, crop_patches(real, boxes, patch), crop_patches(weight, boxes, patch), hole, real
+    return torch.cat([masked, hole], dim=1), real, weight, hole, real
+
+
+def inpaint_output(x, fake, boxes, hole, netG):
+    """G's output -> the repaired image in [-1, 1]: only the hole is taken from the prediction."""
+    masked = x[:, :3]
+    full = paste_patches(masked, fake, boxes) if netG == "context-encoder" else fake
+    return masked * (1 - hole) + full * hole
+
+
+def weighted_mean(err, weight):
+    """Mean of err over the pixels with weight > 0, weighted; weight None is the plain mean."""
+    if weight is None:
+        return err.mean()
+    weight = weight.expand_as(err)
+    return (err * weight).sum() / (weight > 0).sum().clamp_min(1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics on images in [0, 1], one value per image
+
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
+
+
+def psnr(a, b):
+    mse = ((a - b) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def ssim(a, b):
+    """Mean SSIM per image with an 11x11 Gaussian window (sigma 1.5), on each channel, 'valid' borders."""
+    window = min(SSIM_WINDOW, a.shape[-1], a.shape[-2])
+    g = torch.exp(-((torch.arange(window, device=a.device) - window // 2) ** 2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :]).expand(a.shape[1], 1, window, window).to(a)
+
+    def blur(t):
+        return F.conv2d(t, kernel, groups=a.shape[1])
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)) / ((mu_a**2 + mu_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2))
+    return s.flatten(1).mean(1)
+
+
+def l1(a, b):
+    return (a - b).abs().flatten(1).mean(1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(state, path):
+    """torch.save to a temporary file, then rename: a crash mid-write never leaves a broken last.pt."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """Load a checkpoint dict (weights_only: a checkpoint can never run code), or exit with one line."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise SystemExit(f"error: checkpoint {path} does not exist")
+    except Exception as e:
+        raise SystemExit(f"error: cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Logs and plots
+
+
+def append_csv(path, row):
+    """Append one row (a dict) to a CSV file, writing the header when the file is new."""
+    new = not Path(path).exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def read_csv(path):
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_metrics(rows, path):
+    """Losses (left) and validation metrics (right) per epoch, one PNG that is refreshed every epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a training server
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = [("loss_", "losses"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM")]
+    for ax, (prefix, title) in zip(axes, panels):
+        for key in rows[0]:
+            if prefix in key and key != "epoch":
+                values = [float(r[key]) if r[key] not in ("", None) else float("nan") for r in rows]
+                style = "--" if key.startswith("baseline") else "-"
+                ax.plot(epochs, values, style, marker=".", label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_yscale("log")
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Devices and torchrun
+
+
+def pick_device(name, local_rank=0):
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("error: --device cuda but no CUDA GPU is visible")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup_distributed(device_name):
+    """One code path for 1 or N processes: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK, a plain run does not.
+    nccl for CUDA, gloo for CPU (so the distributed path is tested without a GPU)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = pick_device(device_name, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    return rank, world, device
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def autocast(device, precision):
+    """torch.autocast for bf16/fp16, a no-op context for fp32."""
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def resolve_precision(precision, device):
+    """'auto' -> fp32 on CPU (bf16 autocast is ~1.7x slower on CPUs without native bf16), bf16 on CUDA."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise SystemExit("error: --precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
+    return precision
