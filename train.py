@@ -36,9 +36,9 @@ import utils
 # flag left unset when --data is given.
 PAPER = {
     "colorize": dict(netG="unet", netD="patch", image_size=256, load_size=286, batch_size=1, epochs=100,
-                     epochs_decay=100, ngf=64, ndf=64, rec_loss="l1", val_images=500),
+                     epochs_decay=100, ngf=64, ndf=64, bottleneck=4000, rec_loss="l1", val_images=500),
     "inpaint": dict(netG="context-encoder", netD="context", image_size=128, load_size=128, batch_size=64,
-                    epochs=25, epochs_decay=0, ngf=64, ndf=64, rec_loss="l2", val_images=500),
+                    epochs=25, epochs_decay=0, ngf=64, ndf=64, bottleneck=4000, rec_loss="l2", val_images=500),
 }
 # Without --data: the procedural demo, sized to finish in about 5 minutes on a 2-core CPU.
 DEMO = {
@@ -74,7 +74,7 @@ def get_parser():
     p.add_argument("--ngf", type=int, help="generator base width (64)")
     p.add_argument("--ndf", type=int, help="discriminator base width (64)")
     p.add_argument("--norm", choices=["batch", "instance"], default="batch", help="normalization layers")
-    p.add_argument("--bottleneck", type=int, default=4000, help="Context Encoder bottleneck channels")
+    p.add_argument("--bottleneck", type=int, help="Context Encoder bottleneck channels (4000)")
     # inpainting
     p.add_argument("--fill", choices=["white", "mean", "zero"], default="white", help="colour of the hole")
     p.add_argument("--overlap", type=int, default=0, help="px of the predicted patch left visible around "
@@ -278,6 +278,55 @@ def save_samples(G, batch, cfg, device, path):
     utils.save_png(make_grid(pictures, nrow=3, padding=2, pad_value=1.0), path)
 
 
+def wrap_for_training(G, D, cfg, world, device):
+    """The modules that train: SyncBatchNorm, channels-last, DDP and torch.compile around the raw G and D
+    (which are what the checkpoint holds). D_frozen is D in the G step, where no gradient of D is wanted:
+    the raw module, so that DDP does not wait for gradients that never come."""
+    if cfg.sync_bn:
+        if device.type != "cuda":
+            raise SystemExit("error: --sync-bn needs CUDA (SyncBatchNorm has no CPU kernels)")
+        G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
+    if cfg.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G_train, D_train, D_frozen = G, D, D
+    if world > 1:
+        G_train, D_train = DDP(G), DDP(D)
+    if cfg.compile:
+        G_train, D_train, D_frozen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
+    return G, D, G_train, D_train, D_frozen
+
+
+def train_step(G_train, D_train, D_frozen, D, opt_G, opt_D, scaler, x, y, weight, cfg, device):
+    """One optimization step of both networks; returns (loss_D, loss_G_adv, loss_G_rec), detached."""
+    bce = F.binary_cross_entropy_with_logits
+    with utils.autocast(device, cfg.precision):
+        fake = G_train(x)
+
+    # (1) D: maximize log D(x, y) + log(1 - D(x, G(x))); the loss is halved to slow D relative to G.
+    with utils.autocast(device, cfg.precision):
+        pred_real = D_train(d_input(x, y, cfg))
+        pred_fake = D_train(d_input(x, fake.detach(), cfg))
+        loss_D = 0.5 * (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake)))
+    opt_D.zero_grad(set_to_none=True)
+    scaler.scale(loss_D).backward()
+    scaler.step(opt_D)
+
+    # (2) G: fool D (the non-saturating log D(x, G(x))) + lambda * reconstruction of y.
+    D.requires_grad_(False)
+    with utils.autocast(device, cfg.precision):
+        pred_fake = D_frozen(d_input(x, fake, cfg))
+        loss_G_adv = bce(pred_fake, torch.ones_like(pred_fake))
+    err = (fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2
+    loss_G_rec = utils.weighted_mean(err, weight)
+    loss_G = cfg.lambda_adv * loss_G_adv + cfg.lambda_rec * loss_G_rec
+    opt_G.zero_grad(set_to_none=True)
+    scaler.scale(loss_G).backward()
+    scaler.step(opt_G)
+    scaler.update()
+    D.requires_grad_(True)
+    return torch.stack([loss_D, loss_G_adv, loss_G_rec]).detach().float()
+
+
 def rng_states(device, world):
     """Every rank's RNG states (dropout, and the order of the data), gathered for the checkpoint."""
     state = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.zeros(0, dtype=torch.uint8)}
@@ -338,19 +387,7 @@ def main(args):
             log(f"warning: the run had {len(checkpoint['rng'])} processes, now {world}: the random streams restart")
         log(f"Resumed {args.resume} at epoch {epoch + 1}, step {step}.")
 
-    # The modules that train: SyncBatchNorm, channels-last, DDP and compile wrap the raw G and D, which
-    # are what the checkpoint holds.
-    if cfg.sync_bn:
-        if device.type != "cuda":
-            raise SystemExit("error: --sync-bn needs CUDA (SyncBatchNorm has no CPU kernels)")
-        G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
-    if cfg.channels_last:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    G_train, D_train, D_frozen = G, D, D  # D_frozen: D in the G step, where its gradients are not needed
-    if world > 1:
-        G_train, D_train = DDP(G), DDP(D)
-    if cfg.compile:
-        G_train, D_train, D_frozen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
+    G, D, G_train, D_train, D_frozen = wrap_for_training(G, D, cfg, world, device)
 
     workers = cfg.workers if cfg.workers is not None else min(8, max(1, (os.cpu_count() or 2) // world - 1))
     # Loaders get their own generator: our jitter has per-sample seeds, and drawing worker seeds from the
@@ -389,7 +426,6 @@ def main(args):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    bce = F.binary_cross_entropy_with_logits
     last_save, total_epochs = time.time(), cfg.epochs + cfg.epochs_decay
     try:
         while epoch < total_epochs and (cfg.max_steps is None or step < cfg.max_steps):
@@ -399,34 +435,9 @@ def main(args):
                        disable=rank != 0, dynamic_ncols=True, leave=False)
             for batch in bar:
                 x, y, weight, _ = prepare(batch, cfg, device)
-                with utils.autocast(device, cfg.precision):
-                    fake = G_train(x)
-
-                # (1) D: maximize log D(x, y) + log(1 - D(x, G(x))); halved to slow D relative to G.
-                with utils.autocast(device, cfg.precision):
-                    pred_real = D_train(d_input(x, y, cfg))
-                    pred_fake = D_train(d_input(x, fake.detach(), cfg))
-                    loss_D = 0.5 * (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake)))
-                opt_D.zero_grad(set_to_none=True)
-                scaler.scale(loss_D).backward()
-                scaler.step(opt_D)
-
-                # (2) G: fool D (non-saturating log D(x, G(x))) + lambda * reconstruction of y.
-                D.requires_grad_(False)
-                with utils.autocast(device, cfg.precision):
-                    pred_fake = D_frozen(d_input(x, fake, cfg))
-                    loss_G_adv = bce(pred_fake, torch.ones_like(pred_fake))
-                err = (fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2
-                loss_G_rec = utils.weighted_mean(err, weight)
-                loss_G = cfg.lambda_adv * loss_G_adv + cfg.lambda_rec * loss_G_rec
-                opt_G.zero_grad(set_to_none=True)
-                scaler.scale(loss_G).backward()
-                scaler.step(opt_G)
-                scaler.update()
-                D.requires_grad_(True)
-
+                losses = train_step(G_train, D_train, D_frozen, D, opt_G, opt_D, scaler, x, y, weight, cfg, device)
                 step, epoch_step, n = step + 1, epoch_step + 1, n + 1
-                sums += torch.stack([loss_D, loss_G_adv, loss_G_rec]).detach().float()
+                sums += losses
                 if rank == 0 and step % 10 == 0:
                     d, adv, rec = (sums / n).tolist()
                     bar.set_postfix_str(f"D {d:.3f} G_adv {adv:.3f} G_rec {rec:.4f}")
