@@ -145,7 +145,7 @@ class Inputs(Dataset):
         try:
             return dict(src=src, dst=dst, **self.prepare(src))
         except Exception as e:  # a bad file is reported with its reason, the others go on
-            return dict(src=src, dst=dst, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            return dict(src=src, dst=dst, error=utils.one_line(e))
 
     def prepare(self, src):
         img = utils.load_image(src)
@@ -269,7 +269,7 @@ def main(args):
                         strip = np.concatenate([item["rgb"], out], axis=1)
                         utils.save_array_png(strip, item["dst"].with_suffix(".comparison.png"))
                 except OSError as e:
-                    failed.append((item["src"], f"cannot write {item['dst']}: {e}"))
+                    failed.append((item["src"], f"cannot write {item['dst']}: {utils.one_line(e)}"))
                 if "how" in item:
                     tqdm.write(f"{item['src']}: {item['how']}")
         bar.update(len(batch))

@@ -44,8 +44,8 @@ PAPER = {
 DEMO = {
     "colorize": dict(PAPER["colorize"], image_size=64, load_size=72, batch_size=4, epochs=8, epochs_decay=4,
                      ngf=32, ndf=32, val_images=64, demo_images=1000),
-    "inpaint": dict(PAPER["inpaint"], image_size=64, load_size=64, batch_size=32, epochs=16, epochs_decay=8,
-                    ngf=32, ndf=32, bottleneck=1000, val_images=128, demo_images=4000),
+    "inpaint": dict(PAPER["inpaint"], image_size=64, load_size=64, batch_size=32, epochs=10, epochs_decay=5,
+                    ngf=32, ndf=32, bottleneck=1000, val_images=128, demo_images=3200),
 }
 # Flags that may change when a run is resumed; the rest must stay as the run was started.
 RESUMABLE = {"epochs", "epochs_decay", "max_steps", "device", "workers", "save_every", "val_every", "out", "val_images"}
@@ -396,8 +396,9 @@ def main(args):
                        persistent_workers=workers > 0, worker_init_fn=worker_init, generator=torch.Generator())
     sampler = classes.ResumableSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
     loader = DataLoader(train_set, sampler=sampler, drop_last=cfg.batch_size > 1, **loader_args)
-    val_loader = DataLoader(val_set, **loader_args)
-    sample_batch = next(iter(DataLoader(val_set, batch_size=SAMPLE_IMAGES, generator=torch.Generator())))
+    if rank == 0:  # validation runs on rank 0 only; the other ranks wait at the barrier in save()
+        val_loader = DataLoader(val_set, **loader_args)
+        sample_batch = next(iter(DataLoader(val_set, batch_size=SAMPLE_IMAGES, generator=torch.Generator())))
     if len(loader) == 0:
         raise SystemExit(f"error: {len(train_set)} training images make no batch of {cfg.batch_size} per process")
 
@@ -406,7 +407,8 @@ def main(args):
         (out / "config.json").write_text(json.dumps(vars(cfg), indent=2))
         if not checkpoint:
             save_samples(G, sample_batch, cfg, device, out / "samples" / "epoch_0000.png")
-        rows = [r for r in utils.read_csv(out / "metrics.csv") if int(r["epoch"]) <= epoch]  # drop rows past the checkpoint
+        rows = [r for r in utils.read_csv(out / "metrics.csv") if int(r["epoch"]) <= epoch]
+        utils.write_csv(out / "metrics.csv", rows)  # a resumed run drops the rows written after its checkpoint
 
     def save(*paths):
         """last.pt (and best.pt): everything needed to resume exactly, or to generate."""
@@ -475,7 +477,7 @@ def main(args):
                 utils.append_csv(out / "metrics.csv", row)
                 utils.plot_metrics(rows, out / "plot.png")
                 save_samples(G, sample_batch, cfg, device, out / "samples" / f"epoch_{epoch:04d}.png")
-                baseline = "baseline_gray_psnr" if cfg.task == "colorize" else "baseline_white_hole_psnr"
+                baseline = "baseline_gray_psnr" if cfg.task == "colorize" else "baseline_mean_hole_psnr"
                 print(f"epoch {epoch}/{total_epochs} step {step} | D {losses['loss_D']:.3f} G_adv {losses['loss_G_adv']:.3f} "
                       f"G_rec {losses['loss_G_rec']:.4f} | val {'psnr' if cfg.task == 'colorize' else 'hole psnr'} "
                       f"{score:.2f} dB (baseline {metrics[baseline]:.2f}) ssim {metrics['ssim']:.3f} | "

@@ -25,6 +25,12 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 # Image I/O
 
 
+def one_line(error):
+    """An exception as one line for a report: 'OSError: image file is truncated'."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
 def is_image_file(path):
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS and not Path(path).name.startswith(".")
 
@@ -79,7 +85,7 @@ def try_load_image(path, min_side=None):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return load_image(path, min_side), None
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...) on bad files
-        return None, f"{type(e).__name__}: {e}"
+        return None, one_line(e)
 
 
 def resize_shorter(img, side, resample=Image.BICUBIC):
@@ -278,7 +284,7 @@ def load_checkpoint(path, device="cpu"):
     except FileNotFoundError:
         raise SystemExit(f"error: checkpoint {path} does not exist")
     except Exception as e:
-        raise SystemExit(f"error: cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}")
+        raise SystemExit(f"error: cannot read checkpoint {path}: {one_line(e)}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -293,6 +299,13 @@ def append_csv(path, row):
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def write_csv(path, rows):
+    """Rewrite a CSV file with these rows (nothing if there are none)."""
+    Path(path).unlink(missing_ok=True)
+    for row in rows:
+        append_csv(path, row)
 
 
 def read_csv(path):
