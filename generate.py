@@ -48,8 +48,8 @@ def get_parser():
     p.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
     p.add_argument("--batch-size", type=int, default=8, help="images per network batch")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
-                   help="autocast precision (auto: bf16 on CUDA)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="autocast precision (auto: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on GPUs and CPUs)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding processes")
     return p

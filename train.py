@@ -138,6 +138,9 @@ def resolve_config(args, checkpoint):
     check_config(cfg)
     if cfg["out"] is None:
         cfg["out"] = free_run_folder(Path("runs") / (args.task + ("" if args.data else "-demo")))
+    elif (Path(cfg["out"]) / "last.pt").exists():
+        raise SystemExit(f"error: {cfg['out']} already holds a run: continue it with --resume "
+                         f"{Path(cfg['out']) / 'last.pt'}, or choose another --out")
     return argparse.Namespace(**cfg)
 
 

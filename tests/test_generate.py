@@ -71,7 +71,7 @@ def test_colorize_keeps_the_original_lightness(tmp_path, checkpoints):
     out = np.asarray(Image.open(tmp_path / "out" / "page.png"))
     assert out.shape == (290, 470, 3)
     L_in = utils.rgb_to_lab(torch.from_numpy(np.repeat(gray[None], 3, 0)[None]).float() / 255)[0, 0]
-    L_out = utils.rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1)[None].float() / 255)[0, 0]
+    L_out = utils.rgb_to_lab(torch.from_numpy(out.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0]
     assert (L_in - L_out).abs().median() < 1.0  # 8-bit rounding; a few out-of-gamut pixels may move more
 
 

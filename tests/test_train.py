@@ -105,6 +105,8 @@ def test_new_run_never_overwrites_an_old_one(tmp_path, monkeypatch):
     (tmp_path / "runs" / "colorize-demo").mkdir(parents=True)
     (tmp_path / "runs" / "colorize-demo" / "last.pt").write_bytes(b"old")
     assert train.free_run_folder(Path("runs/colorize-demo")) == "runs/colorize-demo-2"
+    with pytest.raises(SystemExit, match="already holds a run"):
+        train.main(tiny_args(tmp_path, "--out", "runs/colorize-demo"))
 
 
 @pytest.mark.parametrize("flags, message", [

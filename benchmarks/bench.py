@@ -1,0 +1,377 @@
+"""Benchmarks of the real code on fabricated images (no dataset needed): training throughput per task and
+speed-up variant, data loading throughput per worker, and generate.py end to end.
+
+    python benchmarks/bench.py --quick                        # ~3-4 min on a 2-core CPU: batch 1, no compile
+    python benchmarks/bench.py                                # CPU, everything (~15 min on 2 cores)
+    python benchmarks/bench.py --device cuda --json bench-gpu.json     # one GPU, every figure also in JSON
+    python benchmarks/bench.py --only train --tasks colorize --batches 1 --variants fp32 channels_last bf16
+
+Training: one step = train.prepare (uint8 -> Lab or masked image, on the device) + train.train_step on
+random images, G and D at the papers' sizes, wrapped by train.wrap_for_training as train.py does. Each
+figure is the median (min, max) of --repeats timed steps after --warmup untimed ones. 'best' combines the
+variants that each beat fp32 eager. Tables are markdown: paste them into the README.
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's flat modules, from any folder
+
+import classes  # noqa: E402
+import generate  # noqa: E402
+import model  # noqa: E402
+import train  # noqa: E402
+import utils  # noqa: E402
+
+LARGE_BATCH = {"colorize": 16, "inpaint": 64}  # inpaint: the Context Encoder paper's batch
+INPAINT_MIN_BATCH = 2  # train.check_config refuses 1: the 1x1 BatchNorm bottleneck needs two images
+VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
+    "fp32": {},
+    "channels_last": {"channels_last": True},
+    "bf16": {"precision": "bf16"},
+    "fp16": {"precision": "fp16"},  # autocast fp16 is CUDA-only in this repo (utils.resolve_precision)
+    "compile": {"compile": True},
+}
+COMPILE_EXTRA_WARMUP = 1  # the first step compiles; one more absorbs a late recompilation
+BEST_MARGIN = 1.03  # a variant joins 'best' only if 3% faster than fp32: less is run-to-run noise
+REFERENCE_STEP_S = 1.2  # REFERENCE.md section 1: reference pix2pix, batch 1 at 256, 2-core CPU
+
+PANEL_SIZES = [(1000, 1400), (2000, 2800)]  # COMICS scans range from panel crops to whole pages
+PANELS = 24
+LOAD_SIZE, IMAGE_SIZE = 286, 256  # Pix2Pix jitter: shorter side 286, random crop 256
+FACE_SIZE, FACES = (178, 218), 200  # CelebA aligned faces
+GENERATE_SIZE, GENERATE_IMAGES = (1200, 1700), 12
+JPEG_QUALITY = 90
+GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour would compress (and decode) unrealistically well
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and generate")
+    p.add_argument("--only", choices=["train", "loader", "generate"], help="run one section")
+    p.add_argument("--quick", action="store_true", help="batch 1 only, fewer steps, no compile on CPU (~3-4 min on 2 cores)")
+    p.add_argument("--tasks", nargs="+", choices=list(LARGE_BATCH), default=list(LARGE_BATCH), help="training tasks")
+    p.add_argument("--batches", nargs="+", type=int, help="training batch sizes (default 1 and 16 colorize, 64 inpaint)")
+    p.add_argument("--variants", nargs="+", choices=[*VARIANTS, "best"], help="training variants (default: all "
+                   "that the device supports; fp32 eager is always measured, it is the baseline)")
+    p.add_argument("--repeats", type=int, help="timed runs per figure (default 5; 3 on CPU and with --quick)")
+    p.add_argument("--warmup", type=int, help="untimed steps before timing (default 2, 1 with --quick; +1 for compile)")
+    p.add_argument("--json", help="also write every figure to this JSON file")
+    return p
+
+
+def log(message):  # progress on stderr: stdout holds only the tables
+    print(message, file=sys.stderr, flush=True)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summary(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def num(v):
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
+
+
+def one_line(e):
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:100] if text else ''}"
+
+
+def table(headers, rows, align):
+    """A markdown table with padded columns; align has one letter per column, l(eft) or r(ight)."""
+    cells = [list(headers)] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row):
+        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) if a == "l" else "-" * (w + 1) + ":" for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+
+
+def describe_device(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "CPU")
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training throughput
+
+
+def train_config(task, batch, spec, out):
+    """The configuration train.py would run with: --data only selects the papers' defaults here."""
+    flags = ["--task", task, "--data", "x", "--out", out, "--batch-size", str(batch),
+             "--precision", spec.get("precision", "fp32")]
+    flags += ["--channels-last"] * spec.get("channels_last", False) + ["--compile"] * spec.get("compile", False)
+    return train.resolve_config(train.get_parser().parse_args(flags), None)
+
+
+def time_training(task, batch, spec, steps, device, out):
+    """Seconds of each of `steps` training steps (the first ones are the warm-up), and the peak memory."""
+    cfg = train_config(task, batch, spec, out)
+    cfg.precision = utils.resolve_precision(cfg.precision, device)  # as train.main: fp16 refused on CPU
+    if cfg.compile:
+        torch.compiler.reset()  # fresh caches: earlier variants' graphs must not count against the recompile limit
+    torch.manual_seed(0)
+    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck).to(device)
+    D = model.build_discriminator(cfg.task, cfg.netG, cfg.netD, cfg.image_size, cfg.ndf, cfg.norm).to(device)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * cfg.lr_g_mult, betas=(cfg.beta1, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    G, D, G_train, D_train, D_frozen = train.wrap_for_training(G, D, cfg, 1, device)
+    # What the loader delivers: uint8 images (and patch boxes), pinned on CUDA as train.py's loader does.
+    images = torch.randint(0, 256, (batch, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    images = images.pin_memory() if device.type == "cuda" else images
+    boxes = torch.tensor([utils.center_box(cfg.image_size, cfg.patch)] * batch)
+    data = (images,) if task == "colorize" else (images, boxes)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = []
+    for _ in range(steps):
+        sync(device)
+        t0 = time.perf_counter()
+        x, y, weight, _ = train.prepare(data, cfg, device)
+        losses = train.train_step(G_train, D_train, D_frozen, D, opt_G, opt_D, scaler, x, y, weight, cfg, device)
+        sync(device)
+        seconds.append(time.perf_counter() - t0)
+    if not torch.isfinite(losses).all():
+        raise FloatingPointError(f"non-finite losses {losses.tolist()}")
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return seconds, peak
+
+
+def best_spec(results):
+    """The combination of the variants that each beat fp32 eager by BEST_MARGIN; the fastest precision."""
+    winners = [name for name, r in results.items() if r.get("speedup", 0) >= BEST_MARGIN]
+    precisions = sorted((n for n in winners if "precision" in VARIANTS[n]), key=lambda n: -results[n]["speedup"])
+    chosen = [n for n in winners if "precision" not in VARIANTS[n]] + precisions[:1]
+    return chosen, {k: v for n in chosen for k, v in VARIANTS[n].items()}
+
+
+def bench_train(args, device, tmp):
+    rows = []
+    for task in args.tasks:
+        for requested in args.batches or ([1] if args.quick else [1, LARGE_BATCH[task]]):
+            batch = max(requested, INPAINT_MIN_BATCH) if task == "inpaint" else requested
+            results = {}
+            for name in args.variants:
+                spec, label = VARIANTS.get(name), name
+                if name == "best":
+                    chosen, spec = best_spec(results)
+                    if len(chosen) < 2:  # nothing to combine: 'best' is the single winner, or fp32 itself
+                        same = chosen[0] if chosen else "fp32"
+                        results["best"] = dict(results[same], variant="best", note=f"= {same}")
+                        continue
+                    label = "+".join(chosen)
+                log(f"train {task} batch {batch} {label} ...")
+                steps = args.warmup + args.repeats + COMPILE_EXTRA_WARMUP * spec.get("compile", False)
+                row = dict(task=task, batch=batch, requested=requested, variant=name, note=label if name == "best" else "")
+                try:
+                    seconds, peak = time_training(task, batch, spec, steps, device, str(tmp / "run"))
+                    timed = seconds[-args.repeats:]
+                    row.update(images_per_s=summary([batch / s for s in timed]), s_per_step=statistics.median(timed),
+                               first_step_s=seconds[0], peak_gib=peak)
+                    base = row if name == "fp32" else results.get("fp32", {})
+                    if "images_per_s" in base:
+                        row["speedup"] = row["images_per_s"]["median"] / base["images_per_s"]["median"]
+                    if spec.get("compile"):
+                        row["note"] = f"{row['note']} first step {seconds[0]:.0f} s (compiling)".strip()
+                except (Exception, SystemExit) as e:  # SystemExit: the repo's one-line refusals (fp16 on CPU)
+                    row["note"] = one_line(e)
+                    torch.compiler.reset()
+                results[name] = row
+            rows += results.values()
+    return rows
+
+
+def train_table(rows, device):
+    cuda = device.type == "cuda"
+    headers = ["task", "batch", "variant", "img/s", "min", "max", "s/step", "vs fp32"] + ["peak GiB"] * cuda + ["note"]
+    lines = []
+    for r in rows:
+        if "images_per_s" not in r:
+            lines.append([r["task"], r["batch"], r["variant"]] + ["-"] * (5 + cuda) + [r["note"]])
+            continue
+        ips = r["images_per_s"]
+        lines.append([r["task"], r["batch"], r["variant"], num(ips["median"]), num(ips["min"]), num(ips["max"]),
+                      num(r["s_per_step"]), f"{r['speedup']:.2f}x" if "speedup" in r else "-"]
+                     + ([f"{r['peak_gib']:.1f}"] if cuda else []) + [r["note"]])
+    text = table(headers, lines, "lrl" + "r" * (5 + cuda) + "l")
+    if any(r["batch"] != r["requested"] for r in rows):
+        text += (f"\n\ninpaint runs batch {INPAINT_MIN_BATCH} where batch 1 was asked: train.py refuses 1, the "
+                 f"Context Encoder's 1x1 BatchNorm bottleneck needs two images.")
+    base = next((r for r in rows if (r["task"], r["batch"], r["variant"]) == ("colorize", 1, "fp32") and "s_per_step" in r), None)
+    if base:
+        text += (f"\n\ncolorize batch 1 fp32 eager: {base['s_per_step']:.2f} s per step (median); reference pix2pix on "
+                 f"a 2-core CPU: about {REFERENCE_STEP_S} s (REFERENCE.md)")
+        if device.type == "cpu":
+            text += f" -> {base['s_per_step'] / REFERENCE_STEP_S:.2f}x the reference's time on {os.cpu_count()} cores"
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input images, fabricated
+
+
+def fabricate(folder, sizes, draw, seed):
+    """Drawings from classes' demo generators at each (W, H), with paper grain, saved as JPEGs."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i, (w, h) in enumerate(sizes):
+        img = draw(seed + i, max(w, h)).resize((w, h), Image.BICUBIC)
+        grain = np.asarray(img, dtype=np.float32) + rng.normal(0, GRAIN, (h, w, 3)).astype(np.float32)
+        Image.fromarray(np.clip(grain + 0.5, 0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=JPEG_QUALITY)
+    return sorted(folder.glob("*.jpg"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loader throughput, per worker: one process reading dataset[i], as each DataLoader worker does
+
+
+def time_loader(dataset, repeats):
+    """Images per second of each pass over the dataset. The files sit in the page cache: this measures
+    decoding and the transform, not the disk."""
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(len(dataset)):
+            dataset[i]
+        rates.append(len(dataset) / (time.perf_counter() - t0))
+    return summary(rates)
+
+
+def bench_loader(args, tmp):
+    log("loader: fabricating panels and faces ...")
+    raw = fabricate(tmp / "raw", [PANEL_SIZES[i % len(PANEL_SIZES)] for i in range(PANELS)], classes.draw_panel, 0)
+    with contextlib.redirect_stderr(io.StringIO()):  # reorganize's progress bar
+        classes.reorganize([(p, p.name) for p in raw], tmp / "resized", size=LOAD_SIZE)
+    resized = sorted((tmp / "resized").glob("*.jpg"))
+    faces = fabricate(tmp / "faces", [FACE_SIZE] * FACES, classes.draw_face, 1000)
+    colorize = classes.ColorizeTransform(IMAGE_SIZE, LOAD_SIZE, train=True)
+    inpaint = classes.InpaintTransform(128, 64, train=True)
+    real_load = utils.try_load_image
+    cases = [("raw", "COMICS raw scans (JPEG draft decoding)", raw, colorize, real_load),
+             ("resized", f"COMICS pre-resized to {LOAD_SIZE} (classes.py --size)", resized, colorize, real_load),
+             # ImageDataset hands the transform's min_side to try_load_image, and the transform needs it
+             # for its own resize: so draft decoding is turned off where the file is opened, here only.
+             ("raw_no_draft", "COMICS raw scans, draft decoding off", raw, colorize, lambda path, min_side=None: real_load(path)),
+             ("celeba", f"CelebA {FACE_SIZE[0]}x{FACE_SIZE[1]} (InpaintTransform 128)", faces, inpaint, real_load)]
+    rows = []
+    for case, name, files, transform, load in cases:
+        log(f"loader: {name} ...")
+        with mock.patch.object(utils, "try_load_image", load):
+            rate = time_loader(classes.ImageDataset(files, transform), args.repeats)
+        rows.append(dict(case=case, source=name, files=len(files), images_per_s=rate,
+                         kb_per_file=sum(f.stat().st_size for f in files) / len(files) / 1024))
+    return rows
+
+
+def loader_table(rows):
+    lines = [[r["source"], r["files"], f"{r['kb_per_file']:.0f}", num(r["images_per_s"]["median"]),
+              num(r["images_per_s"]["min"]), num(r["images_per_s"]["max"]), num(1000 / r["images_per_s"]["median"])]
+             for r in rows]
+    text = table(["data (ImageDataset + train transform)", "files", "KB/file", "img/s/worker", "min", "max", "ms/img"], lines, "lrrrrrr")
+    rate = {r["case"]: r["images_per_s"]["median"] for r in rows}
+    text += f"\n\nJPEG draft decoding makes the raw scans {rate['raw'] / rate['raw_no_draft']:.1f}x faster to load."
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------
+# generate.py end to end
+
+
+def bench_generate(args, device, tmp):
+    log("generate: fabricating panels and a checkpoint ...")
+    files = fabricate(tmp / "panels", [GENERATE_SIZE] * GENERATE_IMAGES, classes.draw_panel, 2000)
+    cfg = train_config("colorize", 1, {}, str(tmp / "run"))
+    torch.manual_seed(0)
+    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
+    checkpoint = tmp / "bench.pt"
+    utils.save_checkpoint({"G": G.state_dict(), "config": vars(cfg)}, checkpoint)  # what generate.py reads
+    flags = ["--checkpoint", str(checkpoint), "--input", str(tmp / "panels"), "--output", str(tmp / "colored"),
+             "--device", device.type, "--overwrite"]
+    seconds = []
+    for _ in range(args.repeats):
+        log("generate: colorizing ...")
+        output = io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            status = generate.main(generate.get_parser().parse_args(flags))
+        seconds.append(time.perf_counter() - t0)
+        if status != 0:
+            raise RuntimeError(f"generate.py failed:\n{output.getvalue()[-2000:]}")
+    megapixels = len(files) * GENERATE_SIZE[0] * GENERATE_SIZE[1] / 1e6
+    return dict(images=len(files), size=GENERATE_SIZE, workers=generate.get_parser().get_default("workers"),
+                images_per_s=summary([len(files) / s for s in seconds]),
+                megapixels_per_s=summary([megapixels / s for s in seconds]))
+
+
+def generate_table(r):
+    ips, mps = r["images_per_s"], r["megapixels_per_s"]
+    name = f"colorize {r['images']} panels {r['size'][0]}x{r['size'][1]}, {r['workers']} workers"
+    return table(["generate.py (end to end)", "img/s", "min", "max", "MP/s"],
+                 [[name, num(ips["median"]), num(ips["min"]), num(ips["max"]), num(mps["median"])]], "lrrrr")
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def main(args):
+    device = utils.pick_device(args.device)
+    args.repeats = args.repeats or (3 if args.quick or device.type == "cpu" else 5)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if args.variants is None:  # compile on CPU is minutes of C++ codegen per variant: not in --quick
+        skip = {"fp16"} if device.type == "cpu" else set()
+        skip |= {"compile"} if args.quick and device.type == "cpu" else set()
+        args.variants = [v for v in [*VARIANTS, "best"] if v not in skip]
+    args.variants = ["fp32"] + [v for v in args.variants if v != "fp32"]  # the baseline of every speed-up
+    command = "python " + shlex.join(sys.argv)
+    report = dict(device=describe_device(device), device_type=device.type, torch=torch.__version__,
+                  cpu_count=os.cpu_count(), load_average=os.getloadavg()[0], command=command,
+                  repeats=args.repeats, warmup=args.warmup)
+    # The load average tells a reader of the figures whether other work shared the machine.
+    print(f"device: {report['device']} | torch {report['torch']} | load average {report['load_average']:.1f} "
+          f"| repeats {args.repeats}, warm-up {args.warmup} | {command}\n", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        tmp = Path(tmp)
+        if args.only in (None, "train"):
+            report["train"] = bench_train(args, device, tmp)
+            print(train_table(report["train"], device) + "\n", flush=True)
+        if args.only in (None, "loader"):
+            report["loader"] = bench_loader(args, tmp)
+            print(loader_table(report["loader"]) + "\n", flush=True)
+        if args.only in (None, "generate"):
+            report["generate"] = bench_generate(args, device, tmp)
+            print(generate_table(report["generate"]) + "\n", flush=True)
+    report["seconds"] = time.perf_counter() - started
+    print(f"total {report['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())
