@@ -447,8 +447,10 @@ def main(args):
                     d, adv, rec = (sums / n).tolist()
                     bar.set_postfix_str(f"D {d:.3f} G_adv {adv:.3f} G_rec {rec:.4f}")
                 # All ranks must agree to stop or save at the same step (a collective follows).
+                # On the CPU unless ranks must agree: reading a CUDA tensor would wait for the GPU every step.
                 flags = torch.tensor([stop["signal"] is not None, time.time() - last_save > cfg.save_every * 60,
-                                      cfg.max_steps is not None and step >= cfg.max_steps], dtype=torch.float32, device=device)
+                                      cfg.max_steps is not None and step >= cfg.max_steps], dtype=torch.float32,
+                                     device=device if world > 1 else "cpu")
                 if world > 1:
                     dist.all_reduce(flags, op=dist.ReduceOp.MAX)
                 if flags.any():

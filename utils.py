@@ -107,11 +107,14 @@ def save_png(tensor, path):
     save_array_png(array, path)
 
 
+PNG_COMPRESS_LEVEL = 1  # zlib level: PIL's default 6 halves generate.py's throughput for ~13% smaller files
+
+
 def save_array_png(array, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
+    Image.fromarray(array).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     os.replace(tmp, path)
 
 

@@ -1,15 +1,17 @@
 """Benchmarks of the real code on fabricated images (no dataset needed): training throughput per task and
 speed-up variant, data loading throughput per worker, and generate.py end to end.
 
-    python benchmarks/bench.py --quick                        # ~3-4 min on a 2-core CPU: batch 1, no compile
-    python benchmarks/bench.py                                # CPU, everything (~15 min on 2 cores)
+    python benchmarks/bench.py --quick                        # ~1 min on a 2-core CPU: batch 1, no compile
+    python benchmarks/bench.py                                # CPU, everything (~5-10 min on 2 cores)
     python benchmarks/bench.py --device cuda --json bench-gpu.json     # one GPU, every figure also in JSON
     python benchmarks/bench.py --only train --tasks colorize --batches 1 --variants fp32 channels_last bf16
 
 Training: one step = train.prepare (uint8 -> Lab or masked image, on the device) + train.train_step on
 random images, G and D at the papers' sizes, wrapped by train.wrap_for_training as train.py does. Each
 figure is the median (min, max) of --repeats timed steps after --warmup untimed ones. 'best' combines the
-variants that each beat fp32 eager. Tables are markdown: paste them into the README.
+variants that each beat fp32 eager. Tables are markdown: paste them into the README. On a shared machine
+other work shows up as a wide min-max range: the header prints the load average, the JSON every run.
+compile's first step is its compilation, much shorter when Inductor's on-disk cache holds earlier runs.
 """
 import argparse
 import contextlib
@@ -36,7 +38,7 @@ import model  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
 
-LARGE_BATCH = {"colorize": 16, "inpaint": 64}  # inpaint: the Context Encoder paper's batch
+LARGE_BATCH = {"colorize": 16, "inpaint": train.PAPER["inpaint"]["batch_size"]}  # Pix2Pix's paper batch is 1
 INPAINT_MIN_BATCH = 2  # train.check_config refuses 1: the 1x1 BatchNorm bottleneck needs two images
 VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
     "fp32": {},
@@ -48,26 +50,26 @@ VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
 COMPILE_EXTRA_WARMUP = 1  # the first step compiles; one more absorbs a late recompilation
 BEST_MARGIN = 1.03  # a variant joins 'best' only if 3% faster than fp32: less is run-to-run noise
 REFERENCE_STEP_S = 1.2  # REFERENCE.md section 1: reference pix2pix, batch 1 at 256, 2-core CPU
+REAL_TRY_LOAD_IMAGE = utils.try_load_image  # load_without_draft wraps it while it is patched
 
 PANEL_SIZES = [(1000, 1400), (2000, 2800)]  # COMICS scans range from panel crops to whole pages
 PANELS = 24
-LOAD_SIZE, IMAGE_SIZE = 286, 256  # Pix2Pix jitter: shorter side 286, random crop 256
 FACE_SIZE, FACES = (178, 218), 200  # CelebA aligned faces
 GENERATE_SIZE, GENERATE_IMAGES = (1200, 1700), 12
 JPEG_QUALITY = 90
-GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour would compress (and decode) unrealistically well
+GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour compresses (and decodes) too well
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and generate")
     p.add_argument("--only", choices=["train", "loader", "generate"], help="run one section")
-    p.add_argument("--quick", action="store_true", help="batch 1 only, fewer steps, no compile on CPU (~3-4 min on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="batch 1 only, fewer steps, no compile on CPU")
     p.add_argument("--tasks", nargs="+", choices=list(LARGE_BATCH), default=list(LARGE_BATCH), help="training tasks")
-    p.add_argument("--batches", nargs="+", type=int, help="training batch sizes (default 1 and 16 colorize, 64 inpaint)")
+    p.add_argument("--batches", nargs="+", type=int, help="training batch sizes (default 1, and 16 colorize, 64 inpaint)")
     p.add_argument("--variants", nargs="+", choices=[*VARIANTS, "best"], help="training variants (default: all "
                    "that the device supports; fp32 eager is always measured, it is the baseline)")
-    p.add_argument("--repeats", type=int, help="timed runs per figure (default 5; 3 on CPU and with --quick)")
+    p.add_argument("--repeats", type=int, help="timed runs per figure (default 5, 3 with --quick)")
     p.add_argument("--warmup", type=int, help="untimed steps before timing (default 2, 1 with --quick; +1 for compile)")
     p.add_argument("--json", help="also write every figure to this JSON file")
     return p
@@ -83,7 +85,7 @@ def sync(device):
 
 
 def summary(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": list(values)}
 
 
 def num(v):
@@ -121,8 +123,8 @@ def describe_device(device):
 
 def train_config(task, batch, spec, out):
     """The configuration train.py would run with: --data only selects the papers' defaults here."""
-    flags = ["--task", task, "--data", "x", "--out", out, "--batch-size", str(batch),
-             "--precision", spec.get("precision", "fp32")]
+    flags = ["--task", task, "--data", "x", "--out", out, "--precision", spec.get("precision", "fp32")]
+    flags += ["--batch-size", str(batch)] if batch else []
     flags += ["--channels-last"] * spec.get("channels_last", False) + ["--compile"] * spec.get("compile", False)
     return train.resolve_config(train.get_parser().parse_args(flags), None)
 
@@ -187,7 +189,7 @@ def bench_train(args, device, tmp):
                     label = "+".join(chosen)
                 log(f"train {task} batch {batch} {label} ...")
                 steps = args.warmup + args.repeats + COMPILE_EXTRA_WARMUP * spec.get("compile", False)
-                row = dict(task=task, batch=batch, requested=requested, variant=name, note=label if name == "best" else "")
+                row = dict(task=task, batch=batch, requested=requested, variant=name, note=label * (name == "best"))
                 try:
                     seconds, peak = time_training(task, batch, spec, steps, device, str(tmp / "run"))
                     timed = seconds[-args.repeats:]
@@ -222,12 +224,12 @@ def train_table(rows, device):
     if any(r["batch"] != r["requested"] for r in rows):
         text += (f"\n\ninpaint runs batch {INPAINT_MIN_BATCH} where batch 1 was asked: train.py refuses 1, the "
                  f"Context Encoder's 1x1 BatchNorm bottleneck needs two images.")
-    base = next((r for r in rows if (r["task"], r["batch"], r["variant"]) == ("colorize", 1, "fp32") and "s_per_step" in r), None)
+    base = [r["s_per_step"] for r in rows if (r["task"], r["batch"], r["variant"]) == ("colorize", 1, "fp32") and "s_per_step" in r]
     if base:
-        text += (f"\n\ncolorize batch 1 fp32 eager: {base['s_per_step']:.2f} s per step (median); reference pix2pix on "
+        text += (f"\n\ncolorize batch 1 fp32 eager: {base[0]:.2f} s per step (median); reference pix2pix on "
                  f"a 2-core CPU: about {REFERENCE_STEP_S} s (REFERENCE.md)")
         if device.type == "cpu":
-            text += f" -> {base['s_per_step'] / REFERENCE_STEP_S:.2f}x the reference's time on {os.cpu_count()} cores"
+            text += f" -> {base[0] / REFERENCE_STEP_S:.2f}x the reference's time on {os.cpu_count()} cores"
     return text
 
 
@@ -250,6 +252,13 @@ def fabricate(folder, sizes, draw, seed):
 # Loader throughput, per worker: one process reading dataset[i], as each DataLoader worker does
 
 
+def load_without_draft(path, min_side=None):
+    """utils.try_load_image decoding JPEGs at full size. ImageDataset hands the transform's min_side to
+    try_load_image, and the transform needs it for its own resize: so draft decoding is turned off where
+    the file is opened, in this measurement only."""
+    return REAL_TRY_LOAD_IMAGE(path)
+
+
 def time_loader(dataset, repeats):
     """Images per second of each pass over the dataset. The files sit in the page cache: this measures
     decoding and the transform, not the disk."""
@@ -265,23 +274,22 @@ def time_loader(dataset, repeats):
 def bench_loader(args, tmp):
     log("loader: fabricating panels and faces ...")
     raw = fabricate(tmp / "raw", [PANEL_SIZES[i % len(PANEL_SIZES)] for i in range(PANELS)], classes.draw_panel, 0)
-    with contextlib.redirect_stderr(io.StringIO()):  # reorganize's progress bar
-        classes.reorganize([(p, p.name) for p in raw], tmp / "resized", size=LOAD_SIZE)
-    resized = sorted((tmp / "resized").glob("*.jpg"))
     faces = fabricate(tmp / "faces", [FACE_SIZE] * FACES, classes.draw_face, 1000)
-    colorize = classes.ColorizeTransform(IMAGE_SIZE, LOAD_SIZE, train=True)
-    inpaint = classes.InpaintTransform(128, 64, train=True)
-    real_load = utils.try_load_image
-    cases = [("raw", "COMICS raw scans (JPEG draft decoding)", raw, colorize, real_load),
-             ("resized", f"COMICS pre-resized to {LOAD_SIZE} (classes.py --size)", resized, colorize, real_load),
-             # ImageDataset hands the transform's min_side to try_load_image, and the transform needs it
-             # for its own resize: so draft decoding is turned off where the file is opened, here only.
-             ("raw_no_draft", "COMICS raw scans, draft decoding off", raw, colorize, lambda path, min_side=None: real_load(path)),
-             ("celeba", f"CelebA {FACE_SIZE[0]}x{FACE_SIZE[1]} (InpaintTransform 128)", faces, inpaint, real_load)]
+    col, inp = train_config("colorize", None, {}, str(tmp / "run")), train_config("inpaint", None, {}, str(tmp / "run"))
+    colorize = classes.ColorizeTransform(col.image_size, col.load_size, train=True)  # 286 then a random 256 crop
+    inpaint = classes.InpaintTransform(inp.image_size, inp.patch, train=True)  # 128, a 64 px center hole
+    with contextlib.redirect_stderr(io.StringIO()):  # reorganize's progress bar
+        classes.reorganize([(p, p.name) for p in raw], tmp / "resized", size=col.load_size)
+    resized = sorted((tmp / "resized").glob("*.jpg"))
+    cases = [("raw", "COMICS raw scans (JPEG draft decoding)", raw, colorize),
+             ("resized", f"COMICS pre-resized to {col.load_size} (classes.py --size)", resized, colorize),
+             ("raw_no_draft", "COMICS raw scans, draft decoding off", raw, colorize),
+             ("celeba", f"CelebA {FACE_SIZE[0]}x{FACE_SIZE[1]} (InpaintTransform {inp.image_size})", faces, inpaint)]
     rows = []
-    for case, name, files, transform, load in cases:
+    for case, name, files, transform in cases:
         log(f"loader: {name} ...")
-        with mock.patch.object(utils, "try_load_image", load):
+        no_draft = mock.patch.object(utils, "try_load_image", load_without_draft)
+        with no_draft if case == "raw_no_draft" else contextlib.nullcontext():
             rate = time_loader(classes.ImageDataset(files, transform), args.repeats)
         rows.append(dict(case=case, source=name, files=len(files), images_per_s=rate,
                          kb_per_file=sum(f.stat().st_size for f in files) / len(files) / 1024))
@@ -292,7 +300,8 @@ def loader_table(rows):
     lines = [[r["source"], r["files"], f"{r['kb_per_file']:.0f}", num(r["images_per_s"]["median"]),
               num(r["images_per_s"]["min"]), num(r["images_per_s"]["max"]), num(1000 / r["images_per_s"]["median"])]
              for r in rows]
-    text = table(["data (ImageDataset + train transform)", "files", "KB/file", "img/s/worker", "min", "max", "ms/img"], lines, "lrrrrrr")
+    headers = ["data (ImageDataset + train transform)", "files", "KB/file", "img/s/worker", "min", "max", "ms/img"]
+    text = table(headers, lines, "lrrrrrr")
     rate = {r["case"]: r["images_per_s"]["median"] for r in rows}
     text += f"\n\nJPEG draft decoding makes the raw scans {rate['raw'] / rate['raw_no_draft']:.1f}x faster to load."
     return text
@@ -305,7 +314,7 @@ def loader_table(rows):
 def bench_generate(args, device, tmp):
     log("generate: fabricating panels and a checkpoint ...")
     files = fabricate(tmp / "panels", [GENERATE_SIZE] * GENERATE_IMAGES, classes.draw_panel, 2000)
-    cfg = train_config("colorize", 1, {}, str(tmp / "run"))
+    cfg = train_config("colorize", None, {}, str(tmp / "run"))
     torch.manual_seed(0)
     G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
     checkpoint = tmp / "bench.pt"
@@ -340,7 +349,7 @@ def generate_table(r):
 
 def main(args):
     device = utils.pick_device(args.device)
-    args.repeats = args.repeats or (3 if args.quick or device.type == "cpu" else 5)
+    args.repeats = args.repeats or (3 if args.quick else 5)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     if args.variants is None:  # compile on CPU is minutes of C++ codegen per variant: not in --quick
         skip = {"fp16"} if device.type == "cpu" else set()
