@@ -297,7 +297,7 @@ def run_network(G, items, cfg, device, precision, channels_last):
     if cfg["task"] == "colorize":
         return [full_resolution_colorize(item, fake[i], device) for i, item in enumerate(items)]
     s = x.shape[-1]
-    boxes = torch.tensor([utils.center_box(s, s // 2)] * len(items), device=device)
+    boxes = torch.tensor([utils.center_box(s, s // 2)] * len(items))
     repaired = utils.inpaint_output(x, fake, boxes, hole, cfg["netG"])
     return [full_resolution_inpaint(item, repaired[i], device) for i, item in enumerate(items)]
 

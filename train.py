@@ -206,7 +206,7 @@ def prepare(batch, cfg, device):
         x, y = utils.colorize_pair(images)
         weight, holes = None, None
     else:
-        boxes = batch[1].to(device)
+        boxes = batch[1]  # (B, 2) on the CPU: crops and pastes read them without a GPU sync
         x, y, weight, hole, real = utils.inpaint_pair(images, boxes, cfg.patch, cfg.overlap, cfg.fill, cfg.netG)
         holes = boxes, hole, real
     if cfg.channels_last:
@@ -250,7 +250,7 @@ def validate(G, loader, cfg, device):
                       "baseline_gray_psnr": utils.psnr(inp, target), "baseline_gray_ssim": utils.ssim(inp, target)}
         else:
             boxes, hole, real = holes
-            border = utils.box_mask(boxes, cfg.image_size, cfg.patch, cfg.overlap - 2) - hole  # 2 px ring
+            border = utils.box_mask(boxes.to(device), cfg.image_size, cfg.patch, cfg.overlap - 2) - hole  # 2 px ring
             mean = (inp * border).sum((2, 3), keepdim=True) / border.sum((2, 3), keepdim=True)
             candidates = {"": out, "baseline_white_": inp, "baseline_mean_": inp * (1 - hole) + mean * hole}
             scores = {}

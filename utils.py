@@ -192,7 +192,8 @@ def fill_hole(real, hole, fill):
 
 
 def crop_patches(img, boxes, patch):
-    """(B, C, S, S) -> (B, C, P, P): each image's patch at its own box."""
+    """(B, C, S, S) -> (B, C, P, P): each image's patch at its own box. Keep boxes on the CPU: reading
+    them from a GPU would make every training step wait for the GPU."""
     return torch.stack([im[:, t:t + patch, l:l + patch] for im, (t, l) in zip(img, boxes.tolist())])
 
 
@@ -212,8 +213,8 @@ def inpaint_pair(rgb_uint8, boxes, patch, overlap, fill, netG):
     """
     real = rgb_uint8.float() / 127.5 - 1
     size = real.shape[-1]
-    hole = box_mask(boxes, size, patch, overlap)
-    area = box_mask(boxes, size, patch)  # hole + band
+    hole = box_mask(boxes.to(real.device), size, patch, overlap)
+    area = box_mask(boxes.to(real.device), size, patch)  # hole + band
     weight = hole + OVERLAP_WEIGHT * (area - hole)
     masked = fill_hole(real, hole, fill)
     if netG == "context-encoder":
