@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -466,8 +467,12 @@ def main(args):
 
             # End of epoch: decay the lr, validate (rank 0 only; the others wait at the barrier in
             # save()), draw the samples and the curves, save.
-            sched_G.step()
-            sched_D.step()
+            with warnings.catch_warnings():
+                # A run resumed after the epoch's last step reaches here without an optimizer step in
+                # this process; the schedule is per epoch, so torch's order warning does not apply.
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                sched_G.step()
+                sched_D.step()
             epoch, epoch_step = epoch + 1, 0
             improved = False
             if rank == 0 and (epoch % cfg.val_every == 0 or epoch in (1, total_epochs)):
@@ -475,7 +480,7 @@ def main(args):
                 score = metrics["psnr" if cfg.task == "colorize" else "hole_psnr"]
                 improved = best is None or score > best
                 best = score if improved else best
-                losses = dict(zip(["loss_D", "loss_G_adv", "loss_G_rec"], (sums / max(n, 1)).tolist()))
+                losses = dict(zip(["loss_D", "loss_G_adv", "loss_G_rec"], (sums / n if n else torch.full_like(sums, float("nan"))).tolist()))
                 row = {"epoch": epoch, "step": step, "lr": sched_G.get_last_lr()[0], **losses, **metrics,
                        "skipped_files": train_set.skipped.value, "seconds": round(time.time() - t0, 1)}
                 rows.append(row)

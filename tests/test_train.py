@@ -117,3 +117,18 @@ def test_new_run_never_overwrites_an_old_one(tmp_path, monkeypatch):
 def test_impossible_settings_are_refused_in_one_line(tmp_path, flags, message):
     with pytest.raises(SystemExit, match=message):
         train.main(tiny_args(tmp_path, *flags))
+
+
+def test_crash_leaves_the_periodic_checkpoint(tmp_path, monkeypatch):
+    """A crash mid-run: the checkpoint of --save-every (here after every step) is there to resume from."""
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(train, "validate", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(tiny_args(tmp_path, "--save-every", 0))
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["epoch_step"] == 4  # all 4 steps of the first epoch
+    monkeypatch.undo()
+    train.main(train.get_parser().parse_args(["--resume", str(tmp_path / "run" / "last.pt")]))
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 2
