@@ -6,6 +6,8 @@ figures (see tests/test_model.py). Discriminators return logits: BCEWithLogits i
 autocast. Nothing here imports the rest of the repo.
 """
 import math
+import zlib
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -189,6 +191,65 @@ class ContextDiscriminator(nn.Module):
 
     def forward(self, patch):  # (B, 3, P, P)
         return self.net(patch)  # (B, 1, 1, 1) logits
+
+
+# ----------------------------------------------------------------------------------------------------
+# Test time. Pix2Pix (Isola et al. 2017, section 3.3) runs the generator at test time as in training:
+# BatchNorm with the statistics of the test batch, which at the paper's batch 1 are each image's own
+# statistics, and dropout on. 'running' is the usual eval mode instead (running averages, no dropout).
+
+NORM_STATS = ("image", "running")
+
+
+def image_seed(seed, key):
+    """A stable per-image seed from the run's --seed and the image's name: an image's dropout noise does
+    not depend on its batch or on the other images in it."""
+    return zlib.crc32(f"{seed}:{key}".encode())
+
+
+def _per_image_norm(bn, x):
+    # What BatchNorm computes in training mode on a batch of one image, for every image of the batch
+    # separately (instance normalization with the BatchNorm's scale and shift). Spelled out rather than
+    # F.instance_norm, whose reductions round differently with the batch size: an image's output must
+    # be bit-identical whatever else shares its batch.
+    var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+    scale = torch.rsqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1)
+    return (x - mean) * scale + bn.bias.view(1, -1, 1, 1)
+
+
+def _seeded_dropout(drop, generators, x):
+    keep = 1 - drop.p
+    masks = [torch.empty(x.shape[1:], device=x.device).bernoulli_(keep, generator=g) for g in generators]
+    return x * torch.stack(masks).to(x.dtype) / keep
+
+
+@contextmanager
+def test_time(G, norm_stats="running", dropout=False, seeds=None):
+    """Run G (inside the with block) as at test time: BatchNorm with each image's own statistics
+    ('image') or the running averages ('running'); dropout on with one seed per image of the batch
+    (`seeds`, see image_seed) or off. Nothing in G is changed afterwards, so validation can use it."""
+    if norm_stats not in NORM_STATS:
+        raise ValueError(f"unknown norm_stats {norm_stats!r}: use one of {NORM_STATS}")
+    was_training, patched = G.training, []
+    G.eval()
+    generators = None
+    if dropout:
+        device = next(G.parameters()).device
+        generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
+    for m in G.modules():
+        if norm_stats == "image" and isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.forward = lambda x, m=m: _per_image_norm(m, x)
+        elif dropout and isinstance(m, nn.Dropout):
+            m.forward = lambda x, m=m: _seeded_dropout(m, generators, x)
+        else:
+            continue
+        patched.append(m)
+    try:
+        yield G
+    finally:
+        for m in patched:
+            del m.forward  # the class's forward again
+        G.train(was_training)
 
 
 # ----------------------------------------------------------------------------------------------------
