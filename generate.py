@@ -2,6 +2,7 @@
 
     python generate.py --checkpoint runs/colorize/last.pt --input scans/ --output colored/
     python generate.py --checkpoint runs/inpaint/best.pt --input photos/ --output repaired/ --save-comparison
+    python generate.py --checkpoint last.pt --input gray/ --output colored/ --reference originals/   # + scores.csv
     python generate.py --checkpoint last.pt --input photo.jpg --output out/ --mask hole.png --device cuda
 
 The task, the network and its resolution come from the checkpoint. --input is a file or a folder
@@ -15,6 +16,7 @@ Inpaint: the square around the hole is processed at the network size, and the pr
 only inside the hole: every other pixel is bit-identical to the input.
 """
 import argparse
+import json
 import math
 import os
 import sys
@@ -46,6 +48,8 @@ def get_parser():
                    "hole, else the center is blanked), 'center', or a mask image (white = hole)")
     p.add_argument("--save-comparison", action="store_true", help="also write <name>.comparison.png [input | output]")
     p.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
+    p.add_argument("--reference", type=reference_folder, help="folder of the true images (same relative paths, "
+                   "any extension): score the outputs written into OUTPUT/scores.csv and scores.json")
     p.add_argument("--batch-size", type=int, default=8, help="images per network batch")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
@@ -255,7 +259,7 @@ def main(args):
     print(f"{cfg['task']}: {len(files)} images in {args.input}, {len(files) - len(jobs)} already done, "
           f"{len(jobs)} to do -> {args.output} ({device}, {size}x{size})")
     loader = DataLoader(Inputs(jobs, cfg, size, args.mask), batch_size=args.batch_size, num_workers=args.workers, collate_fn=as_list)
-    failed = []
+    failed, scores = [], []
     bar = tqdm(total=len(jobs), unit="img", dynamic_ncols=True)
     for batch in loader:
         good = [item for item in batch if "error" not in item]
@@ -268,12 +272,16 @@ def main(args):
                     if args.save_comparison:
                         strip = np.concatenate([item["rgb"], out], axis=1)
                         utils.save_array_png(strip, item["dst"].with_suffix(".comparison.png"))
+                    if args.reference:
+                        scores.append(score_output(item, out, args.reference, args.output, cfg["task"]))
                 except OSError as e:
                     failed.append((item["src"], f"cannot write {item['dst']}: {utils.one_line(e)}"))
                 if "how" in item:
                     tqdm.write(f"{item['src']}: {item['how']}")
         bar.update(len(batch))
     bar.close()
+    if args.reference:
+        report_scores(scores, args.output)
     for src, reason in failed:
         print(f"failed: {src}: {reason}", file=sys.stderr)
     print(f"Done: {len(jobs) - len(failed)} written to {args.output}, {len(failed)} failed.")
@@ -300,6 +308,119 @@ def run_network(G, items, cfg, device, precision, channels_last):
     boxes = torch.tensor([utils.center_box(s, s // 2)] * len(items))
     repaired = utils.inpaint_output(x, fake, boxes, hole, cfg["netG"])
     return [full_resolution_inpaint(item, repaired[i], device) for i, item in enumerate(items)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Scores against the true images (--reference): the metrics of training's validation (tasks.py), here
+# at the outputs' full resolution and one image at a time, so that memory follows the largest image.
+
+RING = 2  # px: the border-mean baseline fills the hole with the mean colour of this ring around it
+
+
+def reference_folder(path):
+    if not Path(path).is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is not a folder")
+    return path
+
+
+def as_batch(rgb):
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+
+
+def quantize(img):
+    return (img * 255 + 0.5).floor() / 255  # as saved to an 8-bit PNG: baselines are scored as outputs are
+
+
+def colorize_scores(out, ref):
+    """Output vs reference, and the gray baseline: the reference's own L with ab = 0 (what G sees).
+    PSNR rewards gray; the colour difference (CIEDE2000) and the colourfulness say what it hides."""
+    lab = utils.rgb_to_lab(ref)
+    gray = quantize(utils.lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], dim=1)))
+    scores = {}
+    for prefix, image in {"": out, "baseline_gray_": gray}.items():
+        scores.update({f"{prefix}psnr": utils.psnr(image, ref), f"{prefix}ssim": utils.ssim(image, ref),
+                       f"{prefix}ciede2000": utils.mean_ciede2000(image, ref)})
+    return dict(scores, colourfulness=utils.colourfulness(out), reference_colourfulness=utils.colourfulness(ref))
+
+
+def inpaint_scores(out, ref, hole):
+    """Inside the hole (Pathak et al. 2016: mean L1, mean L2 and PSNR on images in [0, 1]) and on the
+    whole image, for the output and two fills that need no network: white, and the ring's mean colour."""
+    hole = torch.from_numpy(hole)
+    ring = F.max_pool2d(hole[None, None].float(), 2 * RING + 1, stride=1, padding=RING)[0, 0].bool() & ~hole
+    # A hole over the whole image has no ring: mid-gray then.
+    ring_mean = ref[..., ring].mean(-1).view(1, 3, 1, 1) if ring.any() else torch.full((1, 3, 1, 1), 0.5)
+    fills = {"": out, "baseline_white_": torch.where(hole, 1.0, ref),
+             "baseline_mean_": torch.where(hole, quantize(ring_mean), ref)}
+    scores = {}
+    for prefix, image in fills.items():
+        a, b = image[..., hole], ref[..., hole]  # (1, 3, hole pixels)
+        scores.update({f"{prefix}hole_l1": utils.l1(a, b), f"{prefix}hole_l2": utils.l2(a, b),
+                       f"{prefix}hole_psnr": utils.psnr(a, b), f"{prefix}psnr": utils.psnr(image, ref),
+                       f"{prefix}ssim": utils.ssim(image, ref)})
+    return scores
+
+
+def score_pair(task, output_rgb, reference_rgb, hole=None):
+    """Scores of one output against its reference, (H, W, 3) uint8 each (inpaint: and the (H, W) bool
+    hole that was filled) -> {metric: float}."""
+    if output_rgb.shape != reference_rgb.shape:
+        (h, w), (H, W) = reference_rgb.shape[:2], output_rgb.shape[:2]
+        raise ValueError(f"the reference is {w}x{h}, the output {W}x{H}")
+    if task == "inpaint" and (hole is None or hole.shape != output_rgb.shape[:2] or not hole.any()):
+        raise ValueError("inpaint scores need the output's hole")
+    out, ref = as_batch(output_rgb), as_batch(reference_rgb)
+    scores = colorize_scores(out, ref) if task == "colorize" else inpaint_scores(out, ref, hole)
+    return {k: float(v) for k, v in scores.items()}
+
+
+def find_reference(reference_dir, rel):
+    """The reference image for the output `rel` (a.png): reference_dir/a.<any image extension>. Stats a
+    few names instead of listing the folder, which would be quadratic in a folder of 100k images."""
+    for ext in sorted(utils.IMAGE_EXTENSIONS):
+        for name in (rel.stem + ext, rel.stem + ext.upper()):
+            if (reference_dir / rel.parent / name).is_file():
+                return reference_dir / rel.parent / name
+    return None
+
+
+def score_output(item, out, reference_dir, output_dir, task):
+    """One written output -> a scores row {"image": its path in output_dir, metric: value} or, when it
+    cannot be scored, {"image", "error"}."""
+    rel = Path(item["dst"]).resolve().relative_to(Path(output_dir).resolve())
+    reference = find_reference(Path(reference_dir), rel)
+    if reference is None:
+        return {"image": str(rel), "error": f"no {rel.stem}.* in {Path(reference_dir) / rel.parent}"}
+    try:
+        return {"image": str(rel), **score_pair(task, out, np.array(utils.load_image(reference)), item.get("hole"))}
+    except Exception as e:  # a broken reference file raises whatever PIL raises
+        return {"image": str(rel), "error": f"{reference}: {utils.one_line(e)}"}
+
+
+def write_scores(rows, out_dir):
+    """OUT/scores.csv (a row per scored image) and OUT/scores.json (the means) -> the means."""
+    scored = [row for row in rows if "error" not in row]
+    utils.write_csv(Path(out_dir) / "scores.csv", scored)
+    metrics = [k for k in scored[0] if k != "image"] if scored else []
+    means = {k: float(np.mean([row[k] for row in scored])) for k in metrics}
+    summary = {"images": len(scored), "not_scored": len(rows) - len(scored), "mean": means}
+    (Path(out_dir) / "scores.json").write_text(json.dumps(summary, indent=2))
+    return means
+
+
+def report_scores(rows, out_dir):
+    """Write the scores and print the means: the output beside each baseline."""
+    means = write_scores(rows, out_dir)
+    for row in rows:
+        if "error" in row:
+            print(f"not scored: {row['image']}: {row['error']}", file=sys.stderr)
+    baselines = sorted({k.split("_")[1] for k in means if k.startswith("baseline_")})
+    print(f"Scores of {len(rows) - sum('error' in r for r in rows)} images -> {Path(out_dir) / 'scores.csv'}")
+    print(f"{'mean of':24}{'output':>10}" + "".join(f"{b:>10}" for b in baselines))
+    for metric in (k for k in means if not k.startswith("baseline_")):
+        cells = [means[metric]] + [means.get(f"baseline_{b}_{metric}") for b in baselines]
+        print(f"{metric:24}" + "".join(f"{c:10.4g}" if c is not None else f"{'':10}" for c in cells))
 
 
 if __name__ == "__main__":

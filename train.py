@@ -2,23 +2,29 @@
 
     python train.py                                    # colorize the built-in demo panels (~5 min, CPU)
     python train.py --task inpaint                     # inpaint the built-in demo faces (~5 min, CPU)
-    python train.py --task colorize --data raw_panel_images          # COMICS, the paper's defaults
+    python train.py --task colorize --data raw_panel_images          # COMICS, the paper's large-set preset
     python train.py --task inpaint --data celeba --train-limit 80000 --val-limit 2000
     torchrun --standalone --nproc_per_node=4 train.py --data raw_panel_images      # 4 GPUs
     python train.py --resume runs/colorize/last.pt     # continue exactly where a run stopped
+    python train.py --score runs/colorize/best.pt      # score a checkpoint on the test split
+    python train.py --export runs/colorize/best.pt model.pt --export-dtype bf16   # the generator alone
 
-Writes a run folder (--out): config.json, last.pt, best.pt, metrics.csv, plot.png and
-samples/epoch_XXXX.png ([input | output | target] on a fixed validation batch). --batch-size is per
+Steps drive a run: the learning rate (constant, then linear decay to exactly 0 at the last step),
+validation, samples, curves and checkpoints all count optimization steps; --epochs and --epochs-decay
+state the length in passes over the training set. Writes a run folder (--out): config.json, last.pt,
+best.pt, metrics.csv (a row per validation), plot.png, samples/step_XXXXXXXX.png ([input | output |
+target] on a fixed validation batch) and, at the end, test_scores.csv/.json. --batch-size is per
 process: under torchrun the global batch is N times larger.
 """
 import argparse
+import itertools
 import json
 import os
 import signal
 import sys
 import time
-import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -30,26 +36,18 @@ from torchvision.utils import make_grid
 from tqdm import tqdm
 
 import classes
+import demo
 import model
+import tasks
 import utils
 
-# The papers' settings (Isola et al. 2017 for colorize, Pathak et al. 2016 for inpaint), used for every
-# flag left unset when --data is given.
-PAPER = {
-    "colorize": dict(netG="unet", netD="patch", image_size=256, load_size=286, batch_size=1, epochs=100,
-                     epochs_decay=100, ngf=64, ndf=64, bottleneck=4000, rec_loss="l1", val_images=500),
-    "inpaint": dict(netG="context-encoder", netD="context", image_size=128, load_size=128, batch_size=64,
-                    epochs=25, epochs_decay=0, ngf=64, ndf=64, bottleneck=4000, rec_loss="l2", val_images=500),
-}
-# Without --data: the procedural demo, sized to finish in about 5 minutes on a 2-core CPU.
-DEMO = {
-    "colorize": dict(PAPER["colorize"], image_size=64, load_size=72, batch_size=4, epochs=8, epochs_decay=4,
-                     ngf=32, ndf=32, val_images=64, demo_images=1000),
-    "inpaint": dict(PAPER["inpaint"], image_size=64, load_size=64, batch_size=32, epochs=10, epochs_decay=5,
-                    ngf=32, ndf=32, bottleneck=1000, val_images=128, demo_images=3200),
-}
-# Flags that may change when a run is resumed; the rest must stay as the run was started.
-RESUMABLE = {"epochs", "epochs_decay", "max_steps", "device", "workers", "save_every", "val_every", "out", "val_images"}
+# Flags that may change when a run is resumed; the others would change the networks, the objective or
+# the order of the data, and are refused.
+RESUMABLE = {"epochs", "epochs_decay", "max_steps", "device", "workers", "save_every", "val_every", "out",
+             "val_images", "data", "precision", "compile", "channels_last", "sync_bn"}
+VAL_EVERY_MAX = 1000  # default validation interval: every epoch, but at least every 1000 steps
+VAL_BATCH = 16  # test-time outputs do not depend on the batch (model.test_time), so any size will do
+PLOT_EVERY_S = 30  # matplotlib takes about a second: redraw the curves at most this often, and at the end
 SAMPLE_IMAGES = 8  # rows of the [input | output | target] grids
 SAMPLE_MIN_SIDE = 128  # small demo images are enlarged in the grids so they can be seen
 
@@ -57,15 +55,15 @@ SAMPLE_MIN_SIDE = 128  # small demo images are enlarged in the grids so they can
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # data
-    p.add_argument("--task", choices=["colorize", "inpaint"], default="colorize", help="what to learn")
+    p.add_argument("--task", choices=sorted(tasks.TASKS), default="colorize", help="what to learn")
     p.add_argument("--data", help="COMICS raw_panel_images, a CelebA folder, or an organized tree "
-                   "(DIR/train, DIR/val); none: the built-in procedural demo")
+                   "(DIR/train, DIR/val, DIR/test); none: the built-in procedural demo")
     p.add_argument("--out", help="run folder (default runs/<task>, or runs/<task>-N if that holds a run)")
     p.add_argument("--image-size", type=int, help="network resolution (256 colorize, 128 inpaint)")
     p.add_argument("--load-size", type=int, help="colorize: shorter side before the random crop (286)")
-    p.add_argument("--val-images", type=int, help="validation images scored every epoch (500)")
+    p.add_argument("--val-images", type=int, help="validation images scored at every validation (500)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
-    p.add_argument("--val-limit", type=int, help="use only the first N validation images")
+    p.add_argument("--val-limit", type=int, help="use only the first N validation (and test) images")
     p.add_argument("--demo-images", type=int, help="size of the procedural demo training set")
     # model
     p.add_argument("--netG", choices=["unet", "context-encoder"], help="generator (unet for colorize, "
@@ -82,21 +80,32 @@ def get_parser():
                    "the hole, weighted 10x in the loss (the paper's overlapPred: 4)")
     p.add_argument("--mask", choices=["center", "random"], default="center", help="hole position in training")
     # optimization
-    p.add_argument("--epochs", type=int, help="epochs at the initial learning rate (100 colorize)")
-    p.add_argument("--epochs-decay", type=int, help="then epochs of linear decay to zero (100 colorize)")
+    p.add_argument("--epochs", type=float, help="epochs at the initial learning rate (colorize 100, "
+                   "3 on 200k+ images; inpaint 25)")
+    p.add_argument("--epochs-decay", type=float, help="then epochs of linear decay to zero (colorize 100, "
+                   "3 on 200k+ images; inpaint 0)")
     p.add_argument("--max-steps", type=int, help="stop (and save) after this many steps in all")
-    p.add_argument("--batch-size", type=int, help="images per process and step (1 colorize, 64 inpaint)")
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, help="images per process and step (colorize 1, 4 on 200k+ "
+                   "images; inpaint 64)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (of D; G's is --lr-g-mult times it)")
     p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
-    p.add_argument("--lr-g-mult", type=float, default=1.0, help="G's lr multiplier (the Context Encoder's "
-                   "original code uses 10)")
-    p.add_argument("--lambda-l1", type=float, default=100.0, help="colorize: weight of the L1 term")
-    p.add_argument("--lambda-rec", type=float, default=0.999, help="inpaint: weight of the reconstruction")
-    p.add_argument("--lambda-adv", type=float, help="weight of the adversarial term (1 colorize, 0.001 inpaint)")
+    p.add_argument("--lr-g-mult", type=float, help="G's lr multiplier (1; the Context Encoder's 10 when "
+                   "0 < --lambda-rec < 1, as its original code)")
+    p.add_argument("--lambda-rec", "--lambda-l1", dest="lambda_rec", type=float,
+                   help="weight of the reconstruction term (colorize: L1, 100; inpaint: 0.999)")
+    p.add_argument("--lambda-adv", type=float, help="weight of the adversarial term (colorize 1; inpaint "
+                   "1 - lambda_rec)")
     p.add_argument("--rec-loss", choices=["l1", "l2"], help="reconstruction loss (l1 colorize, l2 inpaint)")
+    # test time: how validation, best.pt and (by default) generate.py run G
+    p.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto",
+                   help="BatchNorm at test time: each image's own statistics (the paper's batch-1 test) or "
+                   "the running averages; auto: image when training at batch 1, else running")
+    p.add_argument("--dropout", choices=["off", "on"], default="off", help="dropout at test time (the "
+                   "paper: on, for stochastic outputs)")
     # logging
-    p.add_argument("--val-every", type=int, default=1, help="validate, draw samples and curves every N epochs")
-    p.add_argument("--save-every", type=float, default=15.0, help="minutes between checkpoints within an epoch")
+    p.add_argument("--val-every", type=int, help=f"validate, draw samples and curves, save every N steps "
+                   f"(default: every epoch, at most {VAL_EVERY_MAX})")
+    p.add_argument("--save-every", type=float, default=15.0, help="minutes between checkpoints in between")
     # system
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device")
     p.add_argument("--workers", type=int, help="data loading processes per GPU process")
@@ -108,56 +117,72 @@ def get_parser():
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (CUDA only)")
+    # other jobs
+    p.add_argument("--score", metavar="CHECKPOINT", help="score CHECKPOINT on its run's test split, then stop")
+    p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write CHECKPOINT's generator "
+                   "and configuration alone to OUT (for generate.py), then stop")
+    p.add_argument("--export-dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights of --export")
     return p
 
 
+# ----------------------------------------------------------------------------------------------------
+# Set-up: the configuration, the data, the networks and their optimizers
+
+
+def find_splits(data, task, seed):
+    """{'train', 'val', 'test': image paths} of --data, or a one-line exit."""
+    if not Path(data).exists():
+        raise SystemExit(f"error: --data {data} does not exist")
+    try:
+        return classes.find_splits(data, task, seed=seed)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"error: {e}")
+
+
 def resolve_config(args, checkpoint):
-    """The run's configuration: the checkpoint's when resuming, else the flags with the unset ones taken
-    from the papers' defaults (or the demo's when there is no --data)."""
-    explicit = {k for k, v in vars(args).items() if v != get_parser().get_default(k)}
+    """The run's configuration: the checkpoint's when resuming (with the flags that may change), else the
+    flags with the unset ones taken from the task's paper preset (its large-set preset on 200k+ images)
+    or, without --data, its demo preset."""
+    explicit = {k for k, v in vars(args).items() if v != get_parser().get_default(k)} - {"resume", "score"}
     if checkpoint:
         cfg = dict(checkpoint["config"])
-        for k in sorted(explicit - {"resume"}):
-            if k in RESUMABLE:
-                cfg[k] = getattr(args, k)
-            elif getattr(args, k) != cfg.get(k):
-                print(f"warning: --{k.replace('_', '-')} ignored: resuming keeps the run's value {cfg.get(k)!r}")
-        cfg["resume"] = args.resume
-        cfg["out"] = cfg["out"] if "out" in explicit else str(Path(args.resume).parent)
-        return argparse.Namespace(**cfg)
+        changed = sorted(k for k in explicit if getattr(args, k) != cfg.get(k))
+        refused = [f"--{k.replace('_', '-')}" for k in changed if k not in RESUMABLE]
+        if refused:
+            raise SystemExit(f"error: {', '.join(refused)} would change the resumed run's networks, objective or "
+                             f"data order: start a new run instead")
+        cfg.update({k: getattr(args, k) for k in changed}, resume=args.resume)
+        cfg["out"] = args.out or str(Path(args.resume).parent)
+        if cfg["data"] and not Path(cfg["data"]).exists():
+            raise SystemExit(f"error: the run's data {cfg['data']} is gone: give its new place with --data")
+        return argparse.Namespace(**cfg), None
+    task = tasks.TASKS[args.task]
+    splits = find_splits(args.data, args.task, args.split_seed) if args.data else None
+    preset = task.demo if splits is None else task.paper
+    if splits and task.large_set and len(splits["train"][:args.train_limit]) >= task.large_set_images:
+        preset = {**preset, **task.large_set}
     cfg = vars(args).copy()
-    defaults = (DEMO if args.data is None else PAPER)[args.task]
-    for k, v in defaults.items():
-        if cfg.get(k) is None:
-            cfg[k] = v
+    cfg.update({k: v for k, v in preset.items() if cfg.get(k) is None})
     if args.netG == "unet" and args.netD is None:
         cfg["netD"] = "patch"  # the Context Encoder's discriminator judges only a patch
-    if cfg["lambda_adv"] is None:
-        cfg["lambda_adv"] = 1.0 if args.task == "colorize" else 0.001
-    cfg["lambda_rec"] = cfg["lambda_l1"] if args.task == "colorize" else cfg["lambda_rec"]
     cfg["patch"] = cfg["image_size"] // 2  # the Context Encoder's hole: half the image side
-    check_config(cfg)
+    cfg.update({k: v for k, v in task.defaults(cfg).items() if cfg[k] is None})
+    if cfg["norm_stats"] == "auto":  # run G as it was trained: at batch 1 BatchNorm saw one image at a time
+        cfg["norm_stats"] = "image" if cfg["batch_size"] == 1 and cfg["netG"] == "unet" else "running"
+    check_config(cfg, task)
     if cfg["out"] is None:
         cfg["out"] = free_run_folder(Path("runs") / (args.task + ("" if args.data else "-demo")))
     elif (Path(cfg["out"]) / "last.pt").exists():
         raise SystemExit(f"error: {cfg['out']} already holds a run: continue it with --resume "
                          f"{Path(cfg['out']) / 'last.pt'}, or choose another --out")
-    return argparse.Namespace(**cfg)
+    return argparse.Namespace(**cfg), splits
 
 
-def check_config(cfg):
+def check_config(cfg, task):
     """Refuse impossible settings with one line, before any work is done."""
-    problems = []
-    if cfg["task"] == "colorize" and cfg["netG"] != "unet":
-        problems.append("colorize uses --netG unet")
-    if cfg["netG"] == "context-encoder" and cfg["netD"] == "patch":
-        problems.append("the Context Encoder predicts a patch: use --netD context with it")
+    problems = task.problems(cfg)
     if cfg["load_size"] < cfg["image_size"]:
         problems.append(f"--load-size {cfg['load_size']} is smaller than --image-size {cfg['image_size']}")
-    if cfg["task"] == "inpaint" and not 0 <= 2 * cfg["overlap"] < cfg["patch"]:
-        problems.append(f"--overlap {cfg['overlap']} leaves no hole in a {cfg['patch']} px patch")
-    if cfg["netG"] == "context-encoder" and cfg["batch_size"] < 2 and cfg["norm"] == "batch":
-        problems.append("the Context Encoder's 1x1 BatchNorm bottleneck needs --batch-size 2 or more")
     try:
         model.depth_for(cfg["image_size"], 4 if cfg["netG"] == "context-encoder" else 16)
     except ValueError as e:
@@ -175,117 +200,95 @@ def free_run_folder(base):
     return str(candidate)
 
 
-def build_datasets(cfg):
-    """Training and validation sets: the procedural demo, or the files of --data."""
-    if cfg.task == "colorize":
-        train_tf = classes.ColorizeTransform(cfg.image_size, cfg.load_size, train=True)
-        val_tf = classes.ColorizeTransform(cfg.image_size, cfg.load_size, train=False)
-    else:
-        train_tf = classes.InpaintTransform(cfg.image_size, cfg.patch, train=True, mask=cfg.mask)
-        val_tf = classes.InpaintTransform(cfg.image_size, cfg.patch, train=False)
+def build_datasets(cfg, task, splits):
+    """Training, validation and test sets: the procedural demo, or the files of --data. The validation
+    split must not be empty: the test split stays unseen until the end of the run."""
+    train_tf, val_tf = task.transforms(cfg)
     if cfg.data is None:
-        draw = classes.draw_panel if cfg.task == "colorize" else classes.draw_face
-        size = cfg.load_size if cfg.task == "colorize" else cfg.image_size
-        train = classes.DemoDataset(draw, size, cfg.demo_images, classes.DEMO_TRAIN_ID, train_tf)
-        return train, classes.DemoDataset(draw, size, cfg.val_images, classes.DEMO_VAL_ID, val_tf)
-    splits = classes.find_splits(cfg.data, cfg.task, seed=cfg.split_seed)
-    train_files = splits["train"][:cfg.train_limit]
-    val_files = splits["val"][:cfg.val_limit] or splits.get("test", [])[:cfg.val_limit]
-    if not train_files or not val_files:
-        raise SystemExit(f"error: {cfg.data} has {len(train_files)} training and {len(val_files)} validation images")
+        return (task.demo_set(cfg, cfg.demo_images, demo.DEMO_TRAIN_ID, train_tf),
+                task.demo_set(cfg, cfg.val_images, demo.DEMO_VAL_ID, val_tf),
+                task.demo_set(cfg, cfg.val_images, demo.DEMO_TEST_ID, val_tf))
+    splits = splits or find_splits(cfg.data, cfg.task, cfg.split_seed)
+    files = {"train": splits["train"][:cfg.train_limit], "val": splits["val"][:cfg.val_limit],
+             "test": splits["test"][:cfg.val_limit]}
+    for split in ("train", "val"):
+        if not files[split]:
+            counts = ", ".join(f"{len(v):,} {k}" for k, v in files.items())
+            raise SystemExit(f"error: {cfg.data} has no {split} images ({counts}); the test split is never "
+                             f"used in their place")
     # Evenly spaced, so that a by-book sorted list gives images from many books.
-    val_files = val_files[::max(1, len(val_files) // cfg.val_images)][:cfg.val_images]
-    return classes.ImageDataset(train_files, train_tf), classes.ImageDataset(val_files, val_tf)
+    files["val"] = files["val"][::max(1, len(files["val"]) // cfg.val_images)][:cfg.val_images]
+    return tuple(classes.ImageDataset(files[s], train_tf if s == "train" else val_tf) for s in classes.SPLITS)
 
 
-def prepare(batch, cfg, device):
-    """A batch of uint8 images from the loader -> (x, y, weight, holes) on the device: x the condition,
-    y what G must predict, weight the reconstruction weights (None: uniform), holes what inpainting
-    needs to paste the prediction back (boxes, hole mask, real image)."""
-    images = batch[0].to(device, non_blocking=True)
-    if cfg.task == "colorize":
-        x, y = utils.colorize_pair(images)
-        weight, holes = None, None
-    else:
-        boxes = batch[1]  # (B, 2) on the CPU: crops and pastes read them without a GPU sync
-        x, y, weight, hole, real = utils.inpaint_pair(images, boxes, cfg.patch, cfg.overlap, cfg.fill, cfg.netG)
-        holes = boxes, hole, real
-    if cfg.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y, weight, holes
+def build_loader(train_set, cfg, world, rank, device):
+    """The training loader and its sampler, which can start mid-epoch so that a resumed run sees exactly
+    the batches an uninterrupted one would have seen."""
+    workers = cfg.workers if cfg.workers is not None else min(8, max(1, (os.cpu_count() or 2) // world - 1))
+    sampler = classes.ResumableSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    # The loader gets its own generator: the jitter has per-sample seeds, and drawing worker seeds from the
+    # global RNG would shift the dropout stream of a resumed run.
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=cfg.batch_size > 1,
+                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        worker_init_fn=ignore_sigint, generator=torch.Generator())
+    if len(loader) == 0:
+        raise SystemExit(f"error: {len(train_set)} training images make no batch of {cfg.batch_size} per process")
+    return loader, sampler
 
 
-def d_input(x, image, cfg):
-    """What D judges: the pair (condition, image) for the PatchGAN, the patch alone for the Context
-    Encoder's D. For U-Net inpainting D sees the predicted hole in its real surroundings."""
-    if cfg.netD == "context":
-        return image
-    if cfg.task == "inpaint":
-        hole = x[:, 3:]
-        image = x[:, :3] * (1 - hole) + image * hole
-    return torch.cat([x, image], dim=1)
+def ignore_sigint(_):
+    # Ctrl-C goes to the whole process group: the main process saves a checkpoint and then stops the
+    # workers itself; a worker dying first would turn a clean stop into a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def to_pictures(x, fake, y, holes, cfg):
-    """(input, output, target) as RGB in [0, 1] for metrics and sample grids."""
-    if cfg.task == "colorize":
-        return utils.colorize_rgb(x, torch.zeros_like(y)), utils.colorize_rgb(x, fake), utils.colorize_rgb(x, y)
-    boxes, hole, real = holes
-    repaired = utils.inpaint_output(x, fake, boxes, hole, cfg.netG)
-    return (x[:, :3] + 1) / 2, (repaired + 1) / 2, (real + 1) / 2
+def batches(loader, sampler, start_step, batch_size):
+    """The loader's batches from step `start_step` on, epoch after epoch; every epoch has the same
+    number of steps (drop_last), so the step says where in which epoch the run is."""
+    epoch, done = divmod(start_step, len(loader))
+    while True:
+        sampler.set_epoch(epoch, start=done * batch_size)
+        yield from loader
+        epoch, done = epoch + 1, 0
 
 
-@torch.no_grad()
-def validate(G, loader, cfg, device):
-    """Scores on the validation images, next to the baselines that need no network: the gray panel
-    (colorize); the white fill and the hole filled with the mean colour of its border (inpaint)."""
-    G.eval()  # generation uses eval mode (BatchNorm running statistics, no dropout): see README
-    sums, count = {}, 0
-    for batch in loader:
-        x, y, _, holes = prepare(batch, cfg, device)
-        with utils.autocast(device, cfg.precision):
-            fake = G(x).float()
-        inp, out, target = to_pictures(x, fake, y, holes, cfg)
-        if cfg.task == "colorize":
-            scores = {"psnr": utils.psnr(out, target), "ssim": utils.ssim(out, target),
-                      "baseline_gray_psnr": utils.psnr(inp, target), "baseline_gray_ssim": utils.ssim(inp, target)}
-        else:
-            boxes, hole, real = holes
-            border = utils.box_mask(boxes.to(device), cfg.image_size, cfg.patch, cfg.overlap - 2) - hole  # 2 px ring
-            mean = (inp * border).sum((2, 3), keepdim=True) / border.sum((2, 3), keepdim=True)
-            candidates = {"": out, "baseline_white_": inp, "baseline_mean_": inp * (1 - hole) + mean * hole}
-            scores = {}
-            for prefix, image in candidates.items():
-                hole_box, hole_side = boxes + cfg.overlap, cfg.patch - 2 * cfg.overlap
-                a, b = utils.crop_patches(image, hole_box, hole_side), utils.crop_patches(target, hole_box, hole_side)
-                scores.update({f"{prefix}hole_psnr": utils.psnr(a, b), f"{prefix}hole_ssim": utils.ssim(a, b),
-                               f"{prefix}hole_l1": utils.l1(a, b), f"{prefix}psnr": utils.psnr(image, target),
-                               f"{prefix}ssim": utils.ssim(image, target), f"{prefix}l1": utils.l1(image, target)})
-        for k, v in scores.items():
-            sums[k] = sums.get(k, 0.0) + v.sum().item()
-        count += len(x)
-    G.train()
-    return {k: v / max(count, 1) for k, v in sums.items()}
+def schedule(cfg, steps_per_epoch):
+    """The run's length in steps, from its length in epochs; sets the default validation interval."""
+    if cfg.val_every is None:
+        cfg.val_every = min(steps_per_epoch, VAL_EVERY_MAX)
+    total = max(1, round((cfg.epochs + cfg.epochs_decay) * steps_per_epoch))
+    decay = round(cfg.epochs_decay * steps_per_epoch)
+    return total, decay
 
 
-@torch.no_grad()
-def save_samples(G, batch, cfg, device, path):
-    """The fixed validation batch as rows of [input | output | target]."""
-    G.eval()
-    x, y, _, holes = prepare(batch, cfg, device)
-    with utils.autocast(device, cfg.precision):
-        fake = G(x).float()
-    G.train()
-    pictures = torch.stack(to_pictures(x, fake, y, holes, cfg), dim=1).flatten(0, 1)  # (3B, 3, S, S)
-    if cfg.image_size < SAMPLE_MIN_SIDE:
-        pictures = F.interpolate(pictures, scale_factor=SAMPLE_MIN_SIDE // cfg.image_size, mode="nearest")
-    utils.save_png(make_grid(pictures, nrow=3, padding=2, pad_value=1.0), path)
+def build_networks(cfg, device, world, checkpoint, total, decay):
+    """G and D (the raw modules, which the checkpoint holds) and what trains them: their wrappers,
+    optimizers, lr schedules and grad scaler; at the checkpoint's state when resuming."""
+    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck).to(device)
+    D = model.build_discriminator(cfg.task, cfg.netG, cfg.netD, cfg.image_size, cfg.ndf, cfg.norm).to(device)
+    net = SimpleNamespace(G=G, D=D, step=0, best=None, params={"G": model.num_params(G), "D": model.num_params(D)})
+    net.opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * cfg.lr_g_mult, betas=(cfg.beta1, 0.999))
+    net.opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+
+    def lr_factor(step):  # constant, then linear decay over the last `decay` steps to exactly 0 after the last
+        return min(1.0, (total - step) / decay) if decay else 1.0
+
+    net.sched_G = torch.optim.lr_scheduler.LambdaLR(net.opt_G, lr_factor)
+    net.sched_D = torch.optim.lr_scheduler.LambdaLR(net.opt_D, lr_factor)
+    net.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    if checkpoint:
+        for name in ("G", "D", "opt_G", "opt_D", "sched_G", "sched_D", "scaler"):
+            getattr(net, name).load_state_dict(checkpoint[name])
+        net.step, net.best = checkpoint["step"], checkpoint["best"]
+        restore_rng(checkpoint["rng"], device, world)
+    net.G, net.D, net.G_train, net.D_train, net.D_frozen = wrap_for_training(G, D, cfg, world, device)
+    return net
 
 
 def wrap_for_training(G, D, cfg, world, device):
-    """The modules that train: SyncBatchNorm, channels-last, DDP and torch.compile around the raw G and D
-    (which are what the checkpoint holds). D_frozen is D in the G step, where no gradient of D is wanted:
-    the raw module, so that DDP does not wait for gradients that never come."""
+    """The modules that train: SyncBatchNorm, channels-last, DDP and torch.compile around the raw G and D.
+    D_frozen is D in the G step, where no gradient of D is wanted: the raw module, so that DDP does not
+    wait for gradients that never come."""
     if cfg.sync_bn:
         if device.type != "cuda":
             raise SystemExit("error: --sync-bn needs CUDA (SyncBatchNorm has no CPU kernels)")
@@ -300,40 +303,10 @@ def wrap_for_training(G, D, cfg, world, device):
     return G, D, G_train, D_train, D_frozen
 
 
-def train_step(G_train, D_train, D_frozen, D, opt_G, opt_D, scaler, x, y, weight, cfg, device):
-    """One optimization step of both networks; returns (loss_D, loss_G_adv, loss_G_rec), detached."""
-    bce = F.binary_cross_entropy_with_logits
-    with utils.autocast(device, cfg.precision):
-        fake = G_train(x)
-
-    # (1) D: maximize log D(x, y) + log(1 - D(x, G(x))); the loss is halved to slow D relative to G.
-    with utils.autocast(device, cfg.precision):
-        pred_real = D_train(d_input(x, y, cfg))
-        pred_fake = D_train(d_input(x, fake.detach(), cfg))
-        loss_D = 0.5 * (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake)))
-    opt_D.zero_grad(set_to_none=True)
-    scaler.scale(loss_D).backward()
-    scaler.step(opt_D)
-
-    # (2) G: fool D (the non-saturating log D(x, G(x))) + lambda * reconstruction of y.
-    D.requires_grad_(False)
-    with utils.autocast(device, cfg.precision):
-        pred_fake = D_frozen(d_input(x, fake, cfg))
-        loss_G_adv = bce(pred_fake, torch.ones_like(pred_fake))
-    err = (fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2
-    loss_G_rec = utils.weighted_mean(err, weight)
-    loss_G = cfg.lambda_adv * loss_G_adv + cfg.lambda_rec * loss_G_rec
-    opt_G.zero_grad(set_to_none=True)
-    scaler.scale(loss_G).backward()
-    scaler.step(opt_G)
-    scaler.update()
-    D.requires_grad_(True)
-    return torch.stack([loss_D, loss_G_adv, loss_G_rec]).detach().float()
-
-
 def rng_states(device, world):
-    """Every rank's RNG states (dropout, and the order of the data), gathered for the checkpoint."""
-    state = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.zeros(0, dtype=torch.uint8)}
+    """Every rank's RNG states (dropout), gathered for the checkpoint."""
+    state = {"cpu": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.zeros(0, dtype=torch.uint8)}
     if world == 1:
         return [state]
     states = [None] * world
@@ -341,170 +314,295 @@ def rng_states(device, world):
     return states
 
 
-def worker_init(_):
-    # Ctrl-C goes to the whole process group: the main process saves a checkpoint and then stops the
-    # workers itself; a worker dying first would turn a clean stop into a crash.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def restore_rng(states, device, world):
+    rank = dist.get_rank() if world > 1 else 0
+    if len(states) != world:
+        print(f"warning: the run had {len(states)} processes, now {world}: the random streams restart")
+        return
+    torch.set_rng_state(states[rank]["cpu"])
+    if device.type == "cuda" and len(states[rank]["cuda"]):
+        torch.cuda.set_rng_state(states[rank]["cuda"], device)
+
+
+def save(net, cfg, device, world, *paths):
+    """last.pt (and best.pt): everything needed to resume exactly, or to generate. Rank 0 writes, every
+    rank waits for it."""
+    steps_per_epoch = net.steps_per_epoch
+    state = {"G": net.G.state_dict(), "D": net.D.state_dict(), "opt_G": net.opt_G.state_dict(),
+             "opt_D": net.opt_D.state_dict(), "sched_G": net.sched_G.state_dict(), "sched_D": net.sched_D.state_dict(),
+             "scaler": net.scaler.state_dict(), "step": net.step, "epoch": net.step // steps_per_epoch,
+             "epoch_step": net.step % steps_per_epoch, "best": net.best, "rng": rng_states(device, world),
+             "config": vars(cfg), "params": net.params}
+    for path in paths if utils.rank() == 0 else []:
+        utils.save_checkpoint(state, path)
+    utils.barrier()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The every-N-steps work: validation, samples, curves, best.pt (rank 0); and the test scores at the end
+
+
+@torch.no_grad()
+def validate(G, task, loader, cfg, device, norm_stats, names=None):
+    """Scores of G run as at test time (`norm_stats`, and dropout as cfg.dropout, seeded per image) on
+    the loader's images, next to the task's baselines that need no network. Returns the means, and one
+    row per image when `names` (the images' names) is given."""
+    sums, rows, count = {}, [], 0
+    for batch in loader:
+        x, y, _, extra = task.prepare(batch, cfg, device)
+        seeds = [model.image_seed(cfg.seed, count + i) for i in range(len(x))]
+        with model.test_time(G, norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.precision):
+            fake = G(x).float()
+        scores = {k: v.double().cpu() for k, v in task.scores(*task.pictures(x, fake, y, extra, cfg), extra, cfg).items()}
+        if names is not None:
+            rows += [{"image": names[count + i], **{k: v[i].item() for k, v in scores.items()}} for i in range(len(x))]
+        sums = {k: sums.get(k, 0.0) + v.sum().item() for k, v in scores.items()}
+        count += len(x)
+    return {k: v / max(count, 1) for k, v in sums.items()}, rows
+
+
+@torch.no_grad()
+def save_samples(G, task, batch, cfg, device, path):
+    """The fixed validation batch as rows of [input | output | target]."""
+    x, y, _, extra = task.prepare(batch, cfg, device)
+    seeds = [model.image_seed(cfg.seed, i) for i in range(len(x))]
+    with model.test_time(G, cfg.norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.precision):
+        fake = G(x).float()
+    pictures = torch.stack(task.pictures(x, fake, y, extra, cfg), dim=1).flatten(0, 1)  # (3B, 3, S, S)
+    if cfg.image_size < SAMPLE_MIN_SIDE:
+        pictures = F.interpolate(pictures, scale_factor=SAMPLE_MIN_SIDE // cfg.image_size, mode="nearest")
+    utils.save_png(make_grid(pictures, nrow=3, padding=2, pad_value=1.0), path)
+
+
+def start_report(cfg, val_set, step):
+    """Rank 0's validation loader, fixed sample batch and metrics rows; the step-0 samples of a new run."""
+    out = Path(cfg.out)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(vars(cfg), indent=2))
+    # Their own generators: a loader seeds itself from the global RNG, which would shift the dropout stream.
+    report = SimpleNamespace(out=out, loader=DataLoader(val_set, batch_size=VAL_BATCH, generator=torch.Generator()),
+                             sample_batch=next(iter(DataLoader(val_set, SAMPLE_IMAGES, generator=torch.Generator()))),
+                             t0=time.time(), plotted=0.0)
+    # A resumed run drops the rows written after its checkpoint.
+    report.rows = [r for r in utils.read_csv(out / "metrics.csv") if int(r["step"]) <= step]
+    utils.write_csv(out / "metrics.csv", report.rows)
+    return report
+
+
+def evaluate(net, task, cfg, report, device, world, losses, skipped, last):
+    """Every --val-every steps: validate (rank 0; the others wait in save), draw the samples and the
+    curves, save last.pt and, if the score improved, best.pt. The other test-time normalization is
+    scored too, so the choice of --norm-stats rests on numbers."""
+    improved = False
+    if report:
+        metrics, _ = validate(net.G, task, report.loader, cfg, device, cfg.norm_stats)
+        if cfg.netG == "unet":
+            other = next(m for m in model.NORM_STATS if m != cfg.norm_stats)
+            other_metrics, _ = validate(net.G, task, report.loader, cfg, device, other)
+            metrics.update({f"{other}_stats_{k}": other_metrics[k] for k in (task.score, "ssim")})
+        improved = net.best is None or metrics[task.score] > net.best
+        net.best = metrics[task.score] if improved else net.best
+        row = {"step": net.step, "epoch": f"{net.step / net.steps_per_epoch:.4g}", "lr": net.sched_G.get_last_lr()[0],
+               **dict(zip(["loss_D", "loss_G_adv", "loss_G_rec"], losses)), **metrics,
+               "skipped_files": skipped, "seconds": round(time.time() - report.t0, 1)}
+        report.rows.append(row)
+        utils.append_csv(report.out / "metrics.csv", row)
+        if last or time.time() - report.plotted > PLOT_EVERY_S:
+            utils.plot_metrics(report.rows, report.out / "plot.png")
+            report.plotted = time.time()
+        save_samples(net.G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{net.step:08d}.png")
+        tqdm.write(f"step {net.step} (epoch {row['epoch']}) | D {losses[0]:.3f} G_adv {losses[1]:.3f} G_rec "
+                   f"{losses[2]:.4f} | val {task.score} {metrics[task.score]:.2f} (baseline {metrics[task.baseline]:.2f}) "
+                   f"ssim {metrics['ssim']:.3f} | skipped files {skipped}")
+    save(net, cfg, device, world, Path(cfg.out) / "last.pt", *([Path(cfg.out) / "best.pt"] if improved else []))
+
+
+def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name):
+    """The test split, scored once: test_scores.csv (a row per image) and test_scores.json (the means,
+    baselines included), in the run folder."""
+    if len(test_set) == 0:
+        print("No test split: nothing scored.")
+        return None
+    loader = DataLoader(test_set, batch_size=VAL_BATCH, generator=torch.Generator())
+    names = [test_set.name(i) for i in range(len(test_set))]
+    means, rows = validate(G, task, loader, cfg, device, cfg.norm_stats, names)
+    utils.write_csv(out / "test_scores.csv", rows)
+    (out / "test_scores.json").write_text(json.dumps({"checkpoint": checkpoint_name, "images": len(rows),
+                                                       "norm_stats": cfg.norm_stats, "dropout": cfg.dropout, **means}, indent=2))
+    print(f"Test split ({len(rows)} images, {checkpoint_name}): " + ", ".join(
+        f"{k} {v:.4g}" for k, v in means.items() if not k.startswith("baseline")) + f" -> {out / 'test_scores.json'}")
+    return means
+
+
+def score_checkpoint(path, device):
+    """--score: a checkpoint's generator on its run's test split."""
+    checkpoint = utils.load_checkpoint(path)
+    cfg = argparse.Namespace(**checkpoint["config"])
+    cfg.precision = utils.resolve_precision(cfg.precision, device)
+    task = tasks.TASKS[cfg.task]
+    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
+    G.load_state_dict(checkpoint["G"])
+    *_, test_set = build_datasets(cfg, task, None)
+    return score_test_split(G.to(device), task, test_set, cfg, device, Path(path).parent, Path(path).name)
+
+
+EXPORT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def export_generator(src, dst, dtype):
+    """--export: the generator's weights and the run's configuration alone, e.g. 220 MB instead of 690 MB
+    for colorize in fp32, half that in bf16; generate.py reads it like a full checkpoint."""
+    checkpoint = utils.load_checkpoint(src)
+    if not {"G", "config"} <= set(checkpoint):
+        raise SystemExit(f"error: {src} is not a train.py checkpoint (no generator and configuration in it)")
+    G = {k: v.to(EXPORT_DTYPES[dtype]) if v.is_floating_point() else v for k, v in checkpoint["G"].items()}
+    utils.save_checkpoint({"format": "generator", "G": G, "config": checkpoint["config"], "dtype": dtype,
+                           "params": checkpoint.get("params")}, dst)
+    print(f"{dst}: the generator of {src} in {dtype}, {Path(dst).stat().st_size / 2**20:.1f} MiB "
+          f"(the checkpoint: {Path(src).stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+class StopFlags:
+    """Ctrl-C / SIGTERM (finish the step, save, stop; a second Ctrl-C stops at once) and the --save-every
+    timer. All ranks must act at the same step, so the flags are agreed by an all_reduce on a CPU (gloo)
+    group: checking them never makes the host wait for the GPU."""
+
+    def __init__(self, world, save_every_minutes):
+        self.signal, self.period, self.last_save = None, save_every_minutes * 60, time.time()
+        self.group = dist.new_group(backend="gloo") if world > 1 else None
+        self.handlers = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def check(self):
+        """-> (stop, save now), the same on every rank."""
+        flags = torch.tensor([self.signal is not None, time.time() - self.last_save > self.period], dtype=torch.int32)
+        if self.group is not None:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.group)
+        return bool(flags[0]), bool(flags.any())
+
+    def restore(self):
+        for s, handler in self.handlers.items():
+            signal.signal(s, handler)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
 
 
 def main(args):
+    if args.export:
+        return export_generator(*args.export, args.export_dtype)
     rank, world, device = utils.setup_distributed(args.device)
+    if args.score:
+        return score_checkpoint(args.score, device)
     checkpoint = utils.load_checkpoint(args.resume) if args.resume else None
-    cfg = resolve_config(args, checkpoint)
+    cfg, splits = resolve_config(args, checkpoint)
     cfg.precision = utils.resolve_precision(cfg.precision, device)
-    log = print if rank == 0 else (lambda *a, **k: None)
-    if cfg.data is None:
-        log(f"No --data given: training {cfg.task} on the built-in procedural demo dataset "
-            f"({cfg.demo_images} images at {cfg.image_size}x{cfg.image_size}, {cfg.epochs + cfg.epochs_decay} epochs).")
-    else:
-        log(f"Training {cfg.task} on {cfg.data}.")
-    out = Path(cfg.out)
+    task, out, log = tasks.TASKS[cfg.task], Path(cfg.out), print if rank == 0 else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rank)
-
-    train_set, val_set = build_datasets(cfg)
-    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck).to(device)
-    D = model.build_discriminator(cfg.task, cfg.netG, cfg.netD, cfg.image_size, cfg.ndf, cfg.norm).to(device)
-    params = {"G": model.num_params(G), "D": model.num_params(D)}
-    log(f"G ({cfg.netG}): {params['G']:,} parameters | D ({cfg.netD}): {params['D']:,} parameters | "
-        f"{len(train_set):,} training and {len(val_set):,} validation images | {world} x {device}, {cfg.precision}")
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * cfg.lr_g_mult, betas=(cfg.beta1, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-
-    def lr_factor(epoch):  # constant for `epochs`, then linear decay to zero over `epochs_decay`
-        return 1.0 - max(0, epoch + 1 - cfg.epochs) / (cfg.epochs_decay + 1)
-
-    sched_G = torch.optim.lr_scheduler.LambdaLR(opt_G, lr_factor)
-    sched_D = torch.optim.lr_scheduler.LambdaLR(opt_D, lr_factor)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    epoch, epoch_step, step, best = 0, 0, 0, None
-    if checkpoint:
-        G.load_state_dict(checkpoint["G"])
-        D.load_state_dict(checkpoint["D"])
-        for obj, key in [(opt_G, "opt_G"), (opt_D, "opt_D"), (sched_G, "sched_G"), (sched_D, "sched_D"), (scaler, "scaler")]:
-            obj.load_state_dict(checkpoint[key])
-        epoch, epoch_step, step, best = checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["step"], checkpoint["best"]
-        if len(checkpoint["rng"]) == world:
-            torch.set_rng_state(checkpoint["rng"][rank]["cpu"])
-            if device.type == "cuda" and len(checkpoint["rng"][rank]["cuda"]):
-                torch.cuda.set_rng_state(checkpoint["rng"][rank]["cuda"], device)
-        else:
-            log(f"warning: the run had {len(checkpoint['rng'])} processes, now {world}: the random streams restart")
-        log(f"Resumed {args.resume} at epoch {epoch + 1}, step {step}.")
-
-    G, D, G_train, D_train, D_frozen = wrap_for_training(G, D, cfg, world, device)
-
-    workers = cfg.workers if cfg.workers is not None else min(8, max(1, (os.cpu_count() or 2) // world - 1))
-    # Loaders get their own generator: our jitter has per-sample seeds, and drawing worker seeds from the
-    # global RNG would shift the dropout stream of a resumed run.
-    loader_args = dict(batch_size=cfg.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
-                       persistent_workers=workers > 0, worker_init_fn=worker_init, generator=torch.Generator())
-    sampler = classes.ResumableSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(train_set, sampler=sampler, drop_last=cfg.batch_size > 1, **loader_args)
-    if rank == 0:  # validation runs on rank 0 only; the other ranks wait at the barrier in save()
-        val_loader = DataLoader(val_set, **loader_args)
-        sample_batch = next(iter(DataLoader(val_set, batch_size=SAMPLE_IMAGES, generator=torch.Generator())))
-    if len(loader) == 0:
-        raise SystemExit(f"error: {len(train_set)} training images make no batch of {cfg.batch_size} per process")
-
-    if rank == 0:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(vars(cfg), indent=2))
-        if not checkpoint:
-            save_samples(G, sample_batch, cfg, device, out / "samples" / "epoch_0000.png")
-        rows = [r for r in utils.read_csv(out / "metrics.csv") if int(r["epoch"]) <= epoch]
-        utils.write_csv(out / "metrics.csv", rows)  # a resumed run drops the rows written after its checkpoint
-
-    def save(*paths):
-        """last.pt (and best.pt): everything needed to resume exactly, or to generate."""
-        state = {"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
-                 "sched_G": sched_G.state_dict(), "sched_D": sched_D.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": epoch, "epoch_step": epoch_step, "step": step, "best": best,
-                 "rng": rng_states(device, world), "config": vars(cfg), "params": params}
-        for path in paths if rank == 0 else []:
-            utils.save_checkpoint(state, path)
-        utils.barrier()
-
-    # Ctrl-C / SIGTERM: finish the current step, save, stop. A second Ctrl-C stops at once.
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signal.Signals(signum).name
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    last_save, total_epochs = time.time(), cfg.epochs + cfg.epochs_decay
+    train_set, val_set, test_set = build_datasets(cfg, task, splits)
+    loader, sampler = build_loader(train_set, cfg, world, rank, device)
+    total, decay = schedule(cfg, len(loader))
+    net = build_networks(cfg, device, world, checkpoint, total, decay)
+    net.steps_per_epoch = len(loader)
+    report = start_report(cfg, val_set, net.step) if rank == 0 else None
+    log(describe(cfg, net, train_set, val_set, world, device, total, len(loader), checkpoint))
+    if rank == 0 and not checkpoint:
+        save_samples(net.G, task, report.sample_batch, cfg, device, out / "samples" / "step_00000000.png")
+    end, stop, bce = min(total, cfg.max_steps or total), StopFlags(world, cfg.save_every), F.binary_cross_entropy_with_logits
+    bar = tqdm(total=total, initial=net.step, disable=rank != 0, dynamic_ncols=True, desc=cfg.task)
+    losses, n = torch.zeros(3, device=device), 0
     try:
-        while epoch < total_epochs and (cfg.max_steps is None or step < cfg.max_steps):
-            sampler.set_epoch(epoch, start=epoch_step * cfg.batch_size)
-            sums, n, t0 = torch.zeros(3, device=device), 0, time.time()
-            bar = tqdm(loader, total=epoch_step + len(loader), initial=epoch_step, desc=f"epoch {epoch + 1}/{total_epochs}",
-                       disable=rank != 0, dynamic_ncols=True, leave=False)
-            for batch in bar:
-                x, y, weight, _ = prepare(batch, cfg, device)
-                losses = train_step(G_train, D_train, D_frozen, D, opt_G, opt_D, scaler, x, y, weight, cfg, device)
-                step, epoch_step, n = step + 1, epoch_step + 1, n + 1
-                sums += losses
-                if rank == 0 and step % 10 == 0:
-                    d, adv, rec = (sums / n).tolist()
-                    bar.set_postfix_str(f"D {d:.3f} G_adv {adv:.3f} G_rec {rec:.4f}")
-                # All ranks must agree to stop or save at the same step (a collective follows).
-                # On the CPU unless ranks must agree: reading a CUDA tensor would wait for the GPU every step.
-                flags = torch.tensor([stop["signal"] is not None, time.time() - last_save > cfg.save_every * 60,
-                                      cfg.max_steps is not None and step >= cfg.max_steps], dtype=torch.float32,
-                                     device=device if world > 1 else "cpu")
-                if world > 1:
-                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-                if flags.any():
-                    save(out / "last.pt")
-                    last_save = time.time()
-                    if flags[0] or flags[2]:
-                        bar.close()
-                        why = f"{stop['signal'] or 'a signal on another rank'}" if flags[0] else f"--max-steps {cfg.max_steps}"
-                        log(f"Stopped by {why} at epoch {epoch + 1}, step {step}: saved {out / 'last.pt'} "
-                            f"(continue with --resume {out / 'last.pt'}).")
-                        return
-            bar.close()
+        for batch in itertools.islice(batches(loader, sampler, net.step, cfg.batch_size), max(0, end - net.step)):
+            x, y, weight, _ = task.prepare(batch, cfg, device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with utils.autocast(device, cfg.precision):
+                fake = net.G_train(x)
 
-            # End of epoch: decay the lr, validate (rank 0 only; the others wait at the barrier in
-            # save()), draw the samples and the curves, save.
-            with warnings.catch_warnings():
-                # A run resumed after the epoch's last step reaches here without an optimizer step in
-                # this process; the schedule is per epoch, so torch's order warning does not apply.
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-                sched_G.step()
-                sched_D.step()
-            epoch, epoch_step = epoch + 1, 0
-            improved = False
-            if rank == 0 and (epoch % cfg.val_every == 0 or epoch in (1, total_epochs)):
-                metrics = validate(G, val_loader, cfg, device)
-                score = metrics["psnr" if cfg.task == "colorize" else "hole_psnr"]
-                improved = best is None or score > best
-                best = score if improved else best
-                losses = dict(zip(["loss_D", "loss_G_adv", "loss_G_rec"], (sums / n if n else torch.full_like(sums, float("nan"))).tolist()))
-                row = {"epoch": epoch, "step": step, "lr": sched_G.get_last_lr()[0], **losses, **metrics,
-                       "skipped_files": train_set.skipped.value, "seconds": round(time.time() - t0, 1)}
-                rows.append(row)
-                utils.append_csv(out / "metrics.csv", row)
-                utils.plot_metrics(rows, out / "plot.png")
-                save_samples(G, sample_batch, cfg, device, out / "samples" / f"epoch_{epoch:04d}.png")
-                baseline = "baseline_gray_psnr" if cfg.task == "colorize" else "baseline_mean_hole_psnr"
-                print(f"epoch {epoch}/{total_epochs} step {step} | D {losses['loss_D']:.3f} G_adv {losses['loss_G_adv']:.3f} "
-                      f"G_rec {losses['loss_G_rec']:.4f} | val {'psnr' if cfg.task == 'colorize' else 'hole psnr'} "
-                      f"{score:.2f} dB (baseline {metrics[baseline]:.2f}) ssim {metrics['ssim']:.3f} | "
-                      f"{row['seconds']:.0f} s | skipped files {row['skipped_files']}", flush=True)
-            save(out / "last.pt", *([out / "best.pt"] if rank == 0 and improved else []))
-            last_save = time.time()
-        log(f"Done: {step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}.")
+            # (1) D: maximize log D(x, y) + log(1 - D(x, G(x))); the loss is halved to slow D relative to G.
+            with utils.autocast(device, cfg.precision):
+                pred_real, pred_fake = net.D_train(task.d_input(x, y, cfg)), net.D_train(task.d_input(x, fake.detach(), cfg))
+                loss_D = 0.5 * (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake)))
+            net.opt_D.zero_grad(set_to_none=True)
+            net.scaler.scale(loss_D).backward()
+            net.scaler.step(net.opt_D)
+
+            # (2) G: fool D (the non-saturating log D(x, G(x))) + lambda * reconstruction of y.
+            net.D.requires_grad_(False)
+            with utils.autocast(device, cfg.precision):
+                pred_fake = net.D_frozen(task.d_input(x, fake, cfg))
+                loss_G_adv = bce(pred_fake, torch.ones_like(pred_fake))
+            loss_G_rec = utils.weighted_mean((fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2, weight)
+            net.opt_G.zero_grad(set_to_none=True)
+            net.scaler.scale(cfg.lambda_adv * loss_G_adv + cfg.lambda_rec * loss_G_rec).backward()
+            net.scaler.step(net.opt_G)
+            net.scaler.update()
+            net.D.requires_grad_(True)
+            net.sched_G.step()
+            net.sched_D.step()
+
+            net.step, n = net.step + 1, n + 1
+            losses += torch.stack([loss_D, loss_G_adv, loss_G_rec]).detach().float()
+            show_progress(bar, losses, n)
+            halt, save_now = stop.check()
+            if save_now or net.step == end < total:
+                save(net, cfg, device, world, out / "last.pt")
+                stop.last_save = time.time()
+            if net.step % cfg.val_every == 0 or net.step == total:
+                evaluate(net, task, cfg, report, device, world, (losses / n).tolist(), train_set.skipped.value,
+                         last=net.step in (end, total) or halt)
+                losses, n, stop.last_save = torch.zeros_like(losses), 0, time.time()
+            if halt:
+                return log(f"\nStopped by {stop.signal or 'a signal on another rank'} at step {net.step}: saved "
+                           f"{out / 'last.pt'} (continue with --resume {out / 'last.pt'}).")
+        bar.close()
+        finish(net, task, cfg, test_set, device, rank, total, end)
     except Exception:
-        log(f"Training crashed at epoch {epoch + 1}, step {step}; the last checkpoint is {out / 'last.pt'} "
-            f"(continue with --resume).", file=sys.stderr)
+        log(f"\nTraining crashed at step {net.step}; the last checkpoint is {out / 'last.pt'} (continue with "
+            f"--resume).", file=sys.stderr)
         raise
     finally:
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
+        stop.restore()
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
+def describe(cfg, net, train_set, val_set, world, device, total, steps_per_epoch, checkpoint):
+    where = f"on {cfg.data}" if cfg.data else f"on the built-in procedural demo ({cfg.demo_images} images)"
+    resumed = f"\nResumed {cfg.resume} at step {net.step}." if checkpoint else ""
+    return (f"Training {cfg.task} {where}: {total:,} steps of {cfg.batch_size} x {world} images "
+            f"({steps_per_epoch:,} a pass; {cfg.epochs:g} + {cfg.epochs_decay:g} of decay), validating every "
+            f"{cfg.val_every:,}.\nG ({cfg.netG}): {net.params['G']:,} parameters | D ({cfg.netD}): "
+            f"{net.params['D']:,} parameters | {len(train_set):,} training and {len(val_set):,} validation images | "
+            f"{world} x {device}, {cfg.precision} | test time: {cfg.norm_stats} statistics, dropout {cfg.dropout}"
+            + resumed)
+
+
+def show_progress(bar, losses, n):
+    bar.update()
+    if bar.n % 10 == 0 and not bar.disable:  # reading the losses waits for the GPU: not every step
+        d, adv, rec = (losses / n).tolist()
+        bar.set_postfix_str(f"D {d:.3f} G_adv {adv:.3f} G_rec {rec:.4f}")
+
+
+def finish(net, task, cfg, test_set, device, rank, total, end):
+    """At the end of the run: best.pt scored once on the test split (rank 0)."""
+    out = Path(cfg.out)
+    if end < total:
+        return print(f"Stopped by --max-steps {cfg.max_steps} at step {net.step}: saved {out / 'last.pt'} "
+                     f"(continue with --resume {out / 'last.pt'}).") if rank == 0 else None
+    if rank == 0:
+        best = utils.load_checkpoint(out / "best.pt", device) if (out / "best.pt").exists() else None
+        if best:
+            net.G.load_state_dict(best["G"])
+        score_test_split(net.G, task, test_set, cfg, device, out, "best.pt" if best else "last.pt")
+        print(f"Done: {net.step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}.")
+
+
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    sys.exit(main(get_parser().parse_args()))

@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 import classes
+import demo
 import utils
 from conftest import truncate, write_image
 
@@ -100,8 +101,8 @@ def test_sampler_resumes_mid_epoch():
 
 def test_demo_datasets_are_deterministic():
     transform = classes.ColorizeTransform(32, 36, train=True)
-    a = classes.DemoDataset(classes.draw_panel, 36, 4, 0, transform)
-    b = classes.DemoDataset(classes.draw_panel, 36, 4, 0, transform)
+    a = demo.DemoDataset(demo.draw_panel, 36, 4, 0, transform)
+    b = demo.DemoDataset(demo.draw_panel, 36, 4, 0, transform)
     assert torch.equal(a[(1, 0, 0)][0], b[(1, 0, 0)][0]) and not torch.equal(a[(1, 0, 0)][0], a[(2, 0, 0)][0])
-    face = classes.draw_face(0, 64)
+    face = demo.draw_face(0, 64)
     assert face.size == (64, 64) and face.mode == "RGB"

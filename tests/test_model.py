@@ -1,4 +1,4 @@
-"""The networks against the published parameter counts and shapes (REFERENCE.md sections 1 and 2)."""
+"""The networks against the published parameter counts and shapes (Isola et al. 2017 and the Context Encoder reference port)."""
 import pytest
 import torch
 

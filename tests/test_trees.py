@@ -1,6 +1,6 @@
 """Dataset trees: the raw COMICS and CelebA layouts, the splits, and the reorganization command line.
 
-Every tree is a tiny fake in tmp_path, laid out as the real downloads are (REFERENCE.md sections 3 and 4).
+Every tree is a tiny fake in tmp_path, laid out as the real downloads are (COMICS by Iyyer et al. 2017; CelebA official, torchvision and Kaggle).
 """
 import numpy as np
 import pytest
