@@ -19,6 +19,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,12 +34,14 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's flat modules, from any folder
 
 import classes  # noqa: E402
+import demo  # noqa: E402
 import generate  # noqa: E402
 import model  # noqa: E402
+import tasks  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
 
-LARGE_BATCH = {"colorize": 16, "inpaint": train.PAPER["inpaint"]["batch_size"]}  # Pix2Pix's paper batch is 1
+LARGE_BATCH = {"colorize": 16, "inpaint": tasks.Inpaint.paper["batch_size"]}  # Pix2Pix's paper batch is 1
 INPAINT_MIN_BATCH = 2  # train.check_config refuses 1: the 1x1 BatchNorm bottleneck needs two images
 VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
     "fp32": {},
@@ -121,47 +124,51 @@ def describe_device(device):
 # Training throughput
 
 
-def train_config(task, batch, spec, out):
-    """The configuration train.py would run with: --data only selects the papers' defaults here."""
-    flags = ["--task", task, "--data", "x", "--out", out, "--precision", spec.get("precision", "fp32")]
-    flags += ["--batch-size", str(batch)] if batch else []
+def paper_tree(task, tmp):
+    """An organized tree (train/, val/) of drawings at the task's load size, enough for its largest
+    batch: train.py runs its paper preset on it. Made once per task."""
+    root = tmp / f"tree-{task}"
+    if not root.exists():
+        side = tasks.TASKS[task].paper["load_size"]
+        draw = demo.draw_panel if task == "colorize" else demo.draw_face
+        fabricate(root / "train", [(side, side)] * max(LARGE_BATCH.values()), draw, 0)
+        fabricate(root / "val", [(side, side)] * 2, draw, 10**6)
+    return root
+
+
+def paper_config(task, tmp):
+    """The configuration train.py resolves for the task's paper preset."""
+    flags = ["--task", task, "--data", str(paper_tree(task, tmp)), "--out", str(tmp / "unused")]
+    return train.resolve_config(train.get_parser().parse_args(flags), None)[0]
+
+
+def time_training(task, batch, spec, steps, device, tmp):
+    """Seconds of each of `steps` training steps of train.main itself on the paper preset (the first
+    ones are the warm-up), and the peak GPU memory. A step is timed from one call of the task's prepare
+    (the batch's colour conversion or masking, the first thing of every step) to the next: the D and G
+    updates and the loop's own work, with images loaded in the main process (--workers 0)."""
+    out = tmp / f"run-{task}-{batch}-{time.perf_counter_ns()}"
+    flags = ["--task", task, "--data", str(paper_tree(task, tmp)), "--out", str(out), "--batch-size", str(batch),
+             "--precision", spec.get("precision", "fp32"), "--device", device.type, "--workers", "0",
+             "--max-steps", str(steps + 1), "--val-every", str(10**9), "--save-every", str(10**6)]
     flags += ["--channels-last"] * spec.get("channels_last", False) + ["--compile"] * spec.get("compile", False)
-    return train.resolve_config(train.get_parser().parse_args(flags), None)
-
-
-def time_training(task, batch, spec, steps, device, out):
-    """Seconds of each of `steps` training steps (the first ones are the warm-up), and the peak memory."""
-    cfg = train_config(task, batch, spec, out)
-    cfg.precision = utils.resolve_precision(cfg.precision, device)  # as train.main: fp16 refused on CPU
-    if cfg.compile:
+    if spec.get("compile"):
         torch.compiler.reset()  # fresh caches: earlier variants' graphs must not count against the recompile limit
-    torch.manual_seed(0)
-    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck).to(device)
-    D = model.build_discriminator(cfg.task, cfg.netG, cfg.netD, cfg.image_size, cfg.ndf, cfg.norm).to(device)
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * cfg.lr_g_mult, betas=(cfg.beta1, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    G, D, G_train, D_train, D_frozen = train.wrap_for_training(G, D, cfg, 1, device)
-    # What the loader delivers: uint8 images (and patch boxes), pinned on CUDA as train.py's loader does.
-    images = torch.randint(0, 256, (batch, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
-    images = images.pin_memory() if device.type == "cuda" else images
-    boxes = torch.tensor([utils.center_box(cfg.image_size, cfg.patch)] * batch)
-    data = (images,) if task == "colorize" else (images, boxes)
+    task_obj, stamps = tasks.TASKS[task], []
+    prepare = task_obj.prepare
+
+    def timed_prepare(*args):
+        sync(device)
+        stamps.append(time.perf_counter())
+        return prepare(*args)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = []
-    for _ in range(steps):
-        sync(device)
-        t0 = time.perf_counter()
-        x, y, weight, _ = train.prepare(data, cfg, device)
-        losses = train.train_step(G_train, D_train, D_frozen, D, opt_G, opt_D, scaler, x, y, weight, cfg, device)
-        sync(device)
-        seconds.append(time.perf_counter() - t0)
-    if not torch.isfinite(losses).all():
-        raise FloatingPointError(f"non-finite losses {losses.tolist()}")
+    with mock.patch.object(task_obj, "prepare", timed_prepare), contextlib.redirect_stdout(sys.stderr):
+        train.main(train.get_parser().parse_args(flags))
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return seconds, peak
+    shutil.rmtree(out, ignore_errors=True)  # a colorize checkpoint is 690 MB
+    return list(np.diff(stamps)[1:]), peak  # the first interval is the step-0 sample grid
 
 
 def best_spec(results):
@@ -191,7 +198,7 @@ def bench_train(args, device, tmp):
                 steps = args.warmup + args.repeats + COMPILE_EXTRA_WARMUP * spec.get("compile", False)
                 row = dict(task=task, batch=batch, requested=requested, variant=name, note=label * (name == "best"))
                 try:
-                    seconds, peak = time_training(task, batch, spec, steps, device, str(tmp / "run"))
+                    seconds, peak = time_training(task, batch, spec, steps, device, tmp)
                     timed = seconds[-args.repeats:]
                     row.update(images_per_s=summary([batch / s for s in timed]), s_per_step=statistics.median(timed),
                                first_step_s=seconds[0], peak_gib=peak)
@@ -273,9 +280,9 @@ def time_loader(dataset, repeats):
 
 def bench_loader(args, tmp):
     log("loader: fabricating panels and faces ...")
-    raw = fabricate(tmp / "raw", [PANEL_SIZES[i % len(PANEL_SIZES)] for i in range(PANELS)], classes.draw_panel, 0)
-    faces = fabricate(tmp / "faces", [FACE_SIZE] * FACES, classes.draw_face, 1000)
-    col, inp = train_config("colorize", None, {}, str(tmp / "run")), train_config("inpaint", None, {}, str(tmp / "run"))
+    raw = fabricate(tmp / "raw", [PANEL_SIZES[i % len(PANEL_SIZES)] for i in range(PANELS)], demo.draw_panel, 0)
+    faces = fabricate(tmp / "faces", [FACE_SIZE] * FACES, demo.draw_face, 1000)
+    col, inp = paper_config("colorize", tmp), paper_config("inpaint", tmp)
     colorize = classes.ColorizeTransform(col.image_size, col.load_size, train=True)  # 286 then a random 256 crop
     inpaint = classes.InpaintTransform(inp.image_size, inp.patch, train=True)  # 128, a 64 px center hole
     with contextlib.redirect_stderr(io.StringIO()):  # reorganize's progress bar
@@ -313,8 +320,8 @@ def loader_table(rows):
 
 def bench_generate(args, device, tmp):
     log("generate: fabricating panels and a checkpoint ...")
-    files = fabricate(tmp / "panels", [GENERATE_SIZE] * GENERATE_IMAGES, classes.draw_panel, 2000)
-    cfg = train_config("colorize", None, {}, str(tmp / "run"))
+    files = fabricate(tmp / "panels", [GENERATE_SIZE] * GENERATE_IMAGES, demo.draw_panel, 2000)
+    cfg = paper_config("colorize", tmp)
     torch.manual_seed(0)
     G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
     checkpoint = tmp / "bench.pt"
