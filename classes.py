@@ -271,14 +271,17 @@ def organized_splits(root):
     return {split: utils.list_images(root / split) if (root / split).is_dir() else [] for split in SPLITS}
 
 
-def find_splits(root, task, val_frac=0.1, test_frac=0.1, seed=0):
-    """{'train', 'val', 'test': image paths} of an organized tree, else of the task's raw dataset tree:
-    COMICS for 'colorize' (split by book, advert pages dropped if predadpages.txt is found), CelebA for
-    'inpaint' (official partition). Raises ValueError when no training image is found."""
-    if task not in ("colorize", "inpaint"):
-        raise ValueError(f"unknown task {task!r}: use colorize or inpaint")
+RAW_DATASETS = ("comics", "celeba")
+
+
+def find_splits(root, dataset, val_frac=0.1, test_frac=0.1, seed=0):
+    """{'train', 'val', 'test': image paths} of an organized tree, else of a raw dataset tree: 'comics'
+    (split by book, advert pages dropped if predadpages.txt is found) or 'celeba' (official partition).
+    Raises ValueError when no training image is found."""
+    if dataset not in RAW_DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(RAW_DATASETS)}")
     splits = organized_splits(root)
-    if splits is None and task == "colorize":
+    if splits is None and dataset == "comics":
         splits = comics_splits(root, val_frac, test_frac, seed, ads_file=find_ads_file(root))
     elif splits is None:
         splits = celeba_splits(root)

@@ -20,7 +20,7 @@ import utils
 class Colorize:
     """Gray panel -> colour panel: x = L/50 - 1 (B, 1, S, S), y = ab/110 (B, 2, S, S)."""
 
-    name = "colorize"
+    name, dataset, draw = "colorize", "comics", staticmethod(demo.draw_panel)  # raw --data layout; demo data
     # Isola et al. 2017, section 4 and appendix 6.2: batch 1, 100 epochs at 2e-4 then 100 of linear
     # decay, lambda_L1 100, random jitter (resize to 286, crop 256, flip).
     paper = dict(netG="unet", netD="patch", image_size=256, load_size=286, batch_size=1, epochs=100,
@@ -45,7 +45,7 @@ class Colorize:
                 classes.ColorizeTransform(cfg.image_size, cfg.load_size, train=False))
 
     def demo_set(self, cfg, count, first_id, transform):
-        return demo.DemoDataset(demo.draw_panel, cfg.load_size, count, first_id, transform)
+        return demo.DemoDataset(self.draw, cfg.load_size, count, first_id, transform)
 
     def prepare(self, batch, cfg, device):
         """A batch of uint8 RGB images from the loader -> (x, y, weight, extra) on the device."""
@@ -74,7 +74,7 @@ class Inpaint:
     """Face with a blanked center -> the center: x = masked image (+ the hole as a 4th channel for the
     U-Net), y = the patch (Context Encoder) or the whole image (U-Net)."""
 
-    name = "inpaint"
+    name, dataset, draw = "inpaint", "celeba", staticmethod(demo.draw_face)
     # Pathak et al. 2016 and their train.lua: 128x128 images, a 64x64 center patch, 4000-channel
     # bottleneck, loss 0.999 L2 + 0.001 adversarial, Adam 2e-4 (beta1 0.5), batch 64, 25 epochs.
     paper = dict(netG="context-encoder", netD="context", image_size=128, load_size=128, batch_size=64,
@@ -113,7 +113,7 @@ class Inpaint:
                 classes.InpaintTransform(cfg.image_size, cfg.patch, train=False))
 
     def demo_set(self, cfg, count, first_id, transform):
-        return demo.DemoDataset(demo.draw_face, cfg.image_size, count, first_id, transform)
+        return demo.DemoDataset(self.draw, cfg.image_size, count, first_id, transform)
 
     def prepare(self, batch, cfg, device):
         """A batch of uint8 RGB images and patch boxes -> (x, y, weight, extra) on the device; extra is

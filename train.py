@@ -134,7 +134,7 @@ def find_splits(data, task, seed):
     if not Path(data).exists():
         raise SystemExit(f"error: --data {data} does not exist")
     try:
-        return classes.find_splits(data, task, seed=seed)
+        return classes.find_splits(data, tasks.TASKS[task].dataset, seed=seed)
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}")
 

@@ -1,17 +1,23 @@
 """Benchmarks of the real code on fabricated images (no dataset needed): training throughput per task and
-speed-up variant, data loading throughput per worker, and generate.py end to end.
+speed-up variant, the reference pix2pix side by side, data loading throughput per worker, and generate.py
+end to end.
 
     python benchmarks/bench.py --quick                        # ~1 min on a 2-core CPU: batch 1, no compile
     python benchmarks/bench.py                                # CPU, everything (~5-10 min on 2 cores)
     python benchmarks/bench.py --device cuda --json bench-gpu.json     # one GPU, every figure also in JSON
     python benchmarks/bench.py --only train --tasks colorize --batches 1 --variants fp32 channels_last bf16
+    PIX2PIX_REF=../pytorch-CycleGAN-and-pix2pix python benchmarks/bench.py --only reference
 
-Training: one step = train.prepare (uint8 -> Lab or masked image, on the device) + train.train_step on
-random images, G and D at the papers' sizes, wrapped by train.wrap_for_training as train.py does. Each
-figure is the median (min, max) of --repeats timed steps after --warmup untimed ones. 'best' combines the
+Training: train.main itself, on the paper preset (G and D at the papers' sizes) on a small fabricated
+tree; a step is timed from one call of the task's prepare to the next. Each figure is the median (min,
+max) of --repeats timed steps after --warmup untimed ones. 'best' combines the
 variants that each beat fp32 eager. Tables are markdown: paste them into the README. On a shared machine
 other work shows up as a wide min-max range: the header prints the load average, the JSON every run.
 compile's first step is its compilation, much shorter when Inductor's on-disk cache holds earlier runs.
+
+Reference: with PIX2PIX_REF naming a checkout of the official pix2pix code (junyanz/pytorch-CycleGAN-and-
+pix2pix; commit 2a7afba measured here), its own Pix2PixModel.optimize_parameters at our colorize
+architecture is timed in rounds interleaved with ours, in this process; without it, a one-line note.
 """
 import argparse
 import contextlib
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -50,9 +57,9 @@ VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
     "fp16": {"precision": "fp16"},  # autocast fp16 is CUDA-only in this repo (utils.resolve_precision)
     "compile": {"compile": True},
 }
+REFERENCE_STEPS = 4  # timed steps of each side per interleaved round
 COMPILE_EXTRA_WARMUP = 1  # the first step compiles; one more absorbs a late recompilation
 BEST_MARGIN = 1.03  # a variant joins 'best' only if 3% faster than fp32: less is run-to-run noise
-REFERENCE_STEP_S = 1.2  # REFERENCE.md section 1: reference pix2pix, batch 1 at 256, 2-core CPU
 REAL_TRY_LOAD_IMAGE = utils.try_load_image  # load_without_draft wraps it while it is patched
 
 PANEL_SIZES = [(1000, 1400), (2000, 2800)]  # COMICS scans range from panel crops to whole pages
@@ -66,7 +73,7 @@ GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour compres
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and generate")
-    p.add_argument("--only", choices=["train", "loader", "generate"], help="run one section")
+    p.add_argument("--only", choices=["train", "reference", "loader", "generate"], help="run one section")
     p.add_argument("--quick", action="store_true", help="batch 1 only, fewer steps, no compile on CPU")
     p.add_argument("--tasks", nargs="+", choices=list(LARGE_BATCH), default=list(LARGE_BATCH), help="training tasks")
     p.add_argument("--batches", nargs="+", type=int, help="training batch sizes (default 1, and 16 colorize, 64 inpaint)")
@@ -130,7 +137,7 @@ def paper_tree(task, tmp):
     root = tmp / f"tree-{task}"
     if not root.exists():
         side = tasks.TASKS[task].paper["load_size"]
-        draw = demo.draw_panel if task == "colorize" else demo.draw_face
+        draw = tasks.TASKS[task].draw
         fabricate(root / "train", [(side, side)] * max(LARGE_BATCH.values()), draw, 0)
         fabricate(root / "val", [(side, side)] * 2, draw, 10**6)
     return root
@@ -231,13 +238,71 @@ def train_table(rows, device):
     if any(r["batch"] != r["requested"] for r in rows):
         text += (f"\n\ninpaint runs batch {INPAINT_MIN_BATCH} where batch 1 was asked: train.py refuses 1, the "
                  f"Context Encoder's 1x1 BatchNorm bottleneck needs two images.")
-    base = [r["s_per_step"] for r in rows if (r["task"], r["batch"], r["variant"]) == ("colorize", 1, "fp32") and "s_per_step" in r]
-    if base:
-        text += (f"\n\ncolorize batch 1 fp32 eager: {base[0]:.2f} s per step (median); reference pix2pix on "
-                 f"a 2-core CPU: about {REFERENCE_STEP_S} s (REFERENCE.md)")
-        if device.type == "cpu":
-            text += f" -> {base[0] / REFERENCE_STEP_S:.2f}x the reference's time on {os.cpu_count()} cores"
     return text
+
+
+# ----------------------------------------------------------------------------------------------------
+# The reference implementation, side by side
+
+
+def reference_model(device):
+    """The official pix2pix (PIX2PIX_REF: a checkout of junyanz/pytorch-CycleGAN-and-pix2pix) with our
+    colorize architecture: its own U-Net 256 and PatchGAN (1 -> 2 channels), init, GANLoss and
+    optimize_parameters; or (None, why not)."""
+    ref = os.environ.get("PIX2PIX_REF")
+    if not ref:
+        return None, "PIX2PIX_REF is not set: the reference implementation is not measured"
+    sys.path.append(ref)  # appended: the reference's own train.py and test.py must not shadow ours
+    try:
+        from models.pix2pix_model import Pix2PixModel
+    except ImportError as e:
+        return None, f"cannot import the reference from PIX2PIX_REF={ref}: {one_line(e)}"
+    opt = SimpleNamespace(isTrain=True, checkpoints_dir=tempfile.gettempdir(), name="bench", device=device,
+                          preprocess="resize_and_crop", input_nc=1, output_nc=2, ngf=64, ndf=64, netG="unet_256",
+                          netD="basic", n_layers_D=3, norm="batch", no_dropout=False, init_type="normal",
+                          init_gain=0.02, gan_mode="vanilla", lr=2e-4, beta1=0.5, lambda_L1=100.0, direction="AtoB")
+    return Pix2PixModel(opt), None
+
+
+def time_reference(ref, steps, device):
+    """Seconds of each of `steps` optimization steps of the reference (G forward, D update, G update)."""
+    g = torch.Generator().manual_seed(0)
+    data = {"A": torch.rand(1, 1, 256, 256, generator=g) * 2 - 1, "B": torch.rand(1, 2, 256, 256, generator=g) * 2 - 1,
+            "A_paths": ["bench"], "B_paths": ["bench"]}
+    seconds = []
+    for _ in range(steps):
+        sync(device)
+        t0 = time.perf_counter()
+        ref.set_input(data)
+        ref.optimize_parameters()
+        sync(device)
+        seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
+def bench_reference(args, device, tmp):
+    """Our colorize step (train.main, paper preset, batch 1, fp32) and the reference's, interleaved in
+    rounds in this one process so that both see the same machine; the ratio of the medians."""
+    ref, why = reference_model(device)
+    if ref is None:
+        log(why)
+        return dict(note=why)
+    ours, theirs = [], []
+    for r in range(args.repeats):
+        log(f"reference: round {r + 1}/{args.repeats} ...")
+        theirs += time_reference(ref, args.warmup + REFERENCE_STEPS, device)[args.warmup:]
+        ours += time_training("colorize", 1, {}, args.warmup + REFERENCE_STEPS, device, tmp)[0][args.warmup:]
+    return dict(ours=summary(ours), reference=summary(theirs),
+                ratio=statistics.median(theirs) / statistics.median(ours))
+
+
+def reference_table(r):
+    if "note" in r:
+        return r["note"]
+    rows = [[name, num(r[key]["median"]), num(r[key]["min"]), num(r[key]["max"]), len(r[key]["runs"])]
+            for name, key in (("this repo (train.main)", "ours"), ("reference pix2pix", "reference"))]
+    text = table(["colorize step, batch 1, 256, fp32", "s/step", "min", "max", "steps"], rows, "lrrrr")
+    return text + f"\n\nthe reference's step takes {r['ratio']:.2f}x ours (medians, interleaved rounds)"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -376,6 +441,9 @@ def main(args):
         if args.only in (None, "train"):
             report["train"] = bench_train(args, device, tmp)
             print(train_table(report["train"], device) + "\n", flush=True)
+        if args.only in (None, "reference"):
+            report["reference"] = bench_reference(args, device, tmp)
+            print(reference_table(report["reference"]) + "\n", flush=True)
         if args.only in (None, "loader"):
             report["loader"] = bench_loader(args, tmp)
             print(loader_table(report["loader"]) + "\n", flush=True)

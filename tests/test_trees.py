@@ -215,19 +215,19 @@ def test_organized_tree(tmp_path, comics_raw):
     names = {s: [p.name for p in v] for s, v in splits.items()}
     assert names == {"train": ["2.png", "1.jpg"], "val": ["3.jpg"], "test": []}  # any depth
     assert organized_splits(comics_raw) is None
-    assert find_splits(tmp_path / "tree", "colorize") == splits == find_splits(tmp_path / "tree", "inpaint")
+    assert find_splits(tmp_path / "tree", "comics") == splits == find_splits(tmp_path / "tree", "celeba")
 
 
 def test_find_splits_raw_trees(tmp_path, comics_raw):
-    colorize = find_splits(comics_raw, "colorize", 0.25, 0.25)
+    colorize = find_splits(comics_raw, "comics", 0.25, 0.25)
     assert "11" not in {p.parent.name for v in colorize.values() for p in v}  # predadpages.txt found and applied
     build_celeba(tmp_path / "faces", "official")
-    assert [len(v) for v in find_splits(tmp_path / "faces", "inpaint").values()] == [4, 1, 1]
+    assert [len(v) for v in find_splits(tmp_path / "faces", "celeba").values()] == [4, 1, 1]
     (tmp_path / "empty").mkdir()
-    for task in ("colorize", "inpaint"):
+    for dataset in ("comics", "celeba"):
         with pytest.raises(ValueError, match="no images found under"):
-            find_splits(tmp_path / "empty", task)
-    with pytest.raises(ValueError, match="unknown task"):
+            find_splits(tmp_path / "empty", dataset)
+    with pytest.raises(ValueError, match="unknown dataset"):
         find_splits(tmp_path / "empty", "denoise")
 
 
