@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import model
+import tasks
 import utils
 
 WHITE_THRESHOLD = 230  # a JPEG-compressed white square stays above this in every channel
@@ -314,9 +315,6 @@ def run_network(G, items, cfg, device, precision, channels_last):
 # Scores against the true images (--reference): the metrics of training's validation (tasks.py), here
 # at the outputs' full resolution and one image at a time, so that memory follows the largest image.
 
-RING = 2  # px: the border-mean baseline fills the hole with the mean colour of this ring around it
-
-
 def reference_folder(path):
     if not Path(path).is_dir():
         raise argparse.ArgumentTypeError(f"{path} is not a folder")
@@ -328,40 +326,6 @@ def as_batch(rgb):
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
 
 
-def quantize(img):
-    return (img * 255 + 0.5).floor() / 255  # as saved to an 8-bit PNG: baselines are scored as outputs are
-
-
-def colorize_scores(out, ref):
-    """Output vs reference, and the gray baseline: the reference's own L with ab = 0 (what G sees).
-    PSNR rewards gray; the colour difference (CIEDE2000) and the colourfulness say what it hides."""
-    lab = utils.rgb_to_lab(ref)
-    gray = quantize(utils.lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], dim=1)))
-    scores = {}
-    for prefix, image in {"": out, "baseline_gray_": gray}.items():
-        scores.update({f"{prefix}psnr": utils.psnr(image, ref), f"{prefix}ssim": utils.ssim(image, ref),
-                       f"{prefix}ciede2000": utils.mean_ciede2000(image, ref)})
-    return dict(scores, colourfulness=utils.colourfulness(out), reference_colourfulness=utils.colourfulness(ref))
-
-
-def inpaint_scores(out, ref, hole):
-    """Inside the hole (Pathak et al. 2016: mean L1, mean L2 and PSNR on images in [0, 1]) and on the
-    whole image, for the output and two fills that need no network: white, and the ring's mean colour."""
-    hole = torch.from_numpy(hole)
-    ring = F.max_pool2d(hole[None, None].float(), 2 * RING + 1, stride=1, padding=RING)[0, 0].bool() & ~hole
-    # A hole over the whole image has no ring: mid-gray then.
-    ring_mean = ref[..., ring].mean(-1).view(1, 3, 1, 1) if ring.any() else torch.full((1, 3, 1, 1), 0.5)
-    fills = {"": out, "baseline_white_": torch.where(hole, 1.0, ref),
-             "baseline_mean_": torch.where(hole, quantize(ring_mean), ref)}
-    scores = {}
-    for prefix, image in fills.items():
-        a, b = image[..., hole], ref[..., hole]  # (1, 3, hole pixels)
-        scores.update({f"{prefix}hole_l1": utils.l1(a, b), f"{prefix}hole_l2": utils.l2(a, b),
-                       f"{prefix}hole_psnr": utils.psnr(a, b), f"{prefix}psnr": utils.psnr(image, ref),
-                       f"{prefix}ssim": utils.ssim(image, ref)})
-    return scores
-
-
 def score_pair(task, output_rgb, reference_rgb, hole=None):
     """Scores of one output against its reference, (H, W, 3) uint8 each (inpaint: and the (H, W) bool
     hole that was filled) -> {metric: float}."""
@@ -370,8 +334,7 @@ def score_pair(task, output_rgb, reference_rgb, hole=None):
         raise ValueError(f"the reference is {w}x{h}, the output {W}x{H}")
     if task == "inpaint" and (hole is None or hole.shape != output_rgb.shape[:2] or not hole.any()):
         raise ValueError("inpaint scores need the output's hole")
-    out, ref = as_batch(output_rgb), as_batch(reference_rgb)
-    scores = colorize_scores(out, ref) if task == "colorize" else inpaint_scores(out, ref, hole)
+    scores = tasks.TASKS[task].score_image(as_batch(output_rgb), as_batch(reference_rgb), hole)
     return {k: float(v) for k, v in scores.items()}
 
 

@@ -11,6 +11,7 @@ transforms and demo data, how a batch of images becomes (x, y), what D judges, h
 back together and shown, which scores and baselines are reported and which score picks best.pt.
 """
 import torch
+import torch.nn.functional as F
 
 import classes
 import demo
@@ -59,7 +60,7 @@ class Colorize:
         """(input, output, target) as RGB in [0, 1]: the gray panel, the colorized one, the real one."""
         return utils.colorize_rgb(x, torch.zeros_like(y)), utils.colorize_rgb(x, fake), utils.colorize_rgb(x, y)
 
-    def scores(self, inp, out, target, extra, cfg):
+    def scores(self, inp, out, target, extra=None, cfg=None):
         """Per-image scores of the output and of the gray panel itself: PSNR rewards gray, desaturated
         output, so the colour difference (CIEDE2000) and the colourfulness say what PSNR hides."""
         scores = {}
@@ -68,6 +69,13 @@ class Colorize:
                            f"{prefix}ciede2000": utils.mean_ciede2000(image, target)})
         scores.update(colourfulness=utils.colourfulness(out), reference_colourfulness=utils.colourfulness(target))
         return scores
+
+    def score_image(self, out, reference, hole=None):
+        """generate.py --reference: one full-size output against its reference, (1, 3, H, W) in [0, 1];
+        the gray baseline is the reference's own L with ab = 0 (what G saw), as an 8-bit image."""
+        lab = utils.rgb_to_lab(reference)
+        gray = utils.lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], dim=1))
+        return self.scores(quantize(gray), out, reference)
 
 
 class Inpaint:
@@ -85,6 +93,7 @@ class Inpaint:
                 bottleneck=1000, val_images=128, demo_images=3200)
     score, baseline = "hole_psnr", "baseline_mean_hole_psnr"
     G_LR_RATIO = 10.0  # train.lua: G's lr is 10x D's whenever 0 < lambda_rec < 1
+    RING = 2  # px around the hole whose mean colour fills the border-mean baseline
 
     def defaults(self, cfg):
         """Settings that follow from others: the adversarial weight (1 - w) * adv + w * rec, and the
@@ -136,22 +145,35 @@ class Inpaint:
         repaired = utils.inpaint_output(x, fake, boxes, hole, cfg.netG)
         return (x[:, :3] + 1) / 2, (repaired + 1) / 2, (real + 1) / 2
 
-    def scores(self, inp, out, target, extra, cfg):
+    def scores(self, inp, out, target, extra, cfg=None):
         """Per-image scores inside the hole (the Context Encoder paper's mean L1, mean L2 and PSNR, on
         images in [0, 1]) and on the whole image, for the output and two fills that need no network: white,
-        and the mean colour of a 2-px ring around the hole."""
-        boxes, hole, _ = extra
-        ring = utils.box_mask(boxes.to(hole.device), cfg.image_size, cfg.patch, cfg.overlap - 2) - hole
-        ring_mean = (target * ring).sum((2, 3), keepdim=True) / ring.sum((2, 3), keepdim=True)
-        hole_box, hole_side = boxes + cfg.overlap, cfg.patch - 2 * cfg.overlap
+        and the mean colour of a ring of RING px around it (as an 8-bit colour)."""
+        hole = extra[1]  # (B, 1, H, W), 1 where G's prediction was pasted
+        ring = F.max_pool2d(hole, 2 * self.RING + 1, stride=1, padding=self.RING) - hole
+        # On the 8-bit scale, in integers: a mean of exactly .5 rounds up, as it would in any other program.
+        ring_sum = (torch.round(target * 255) * ring).sum((2, 3), keepdim=True)
+        ring_mean = torch.floor(ring_sum / ring.sum((2, 3), keepdim=True).clamp_min(1) + 0.5) / 255
+        area = 3 * hole.sum((1, 2, 3))  # values inside the hole, per image
         scores = {}
         for prefix, image in {"": out, "baseline_white_": target * (1 - hole) + hole,
                               "baseline_mean_": target * (1 - hole) + ring_mean * hole}.items():
-            a, b = utils.crop_patches(image, hole_box, hole_side), utils.crop_patches(target, hole_box, hole_side)
-            scores.update({f"{prefix}hole_l1": utils.l1(a, b), f"{prefix}hole_l2": utils.l2(a, b),
-                           f"{prefix}hole_psnr": utils.psnr(a, b), f"{prefix}psnr": utils.psnr(image, target),
-                           f"{prefix}ssim": utils.ssim(image, target)})
+            err = (image - target) * hole
+            l2 = (err**2).sum((1, 2, 3)) / area
+            scores.update({f"{prefix}hole_l1": err.abs().sum((1, 2, 3)) / area, f"{prefix}hole_l2": l2,
+                           f"{prefix}hole_psnr": 10 * torch.log10(1 / l2.clamp_min(1e-10)),
+                           f"{prefix}psnr": utils.psnr(image, target), f"{prefix}ssim": utils.ssim(image, target)})
         return scores
+
+    def score_image(self, out, reference, hole):
+        """generate.py --reference: one full-size output against its reference, (1, 3, H, W) in [0, 1],
+        with the (H, W) hole that generate.py filled."""
+        return self.scores(None, out, reference, (None, torch.as_tensor(hole, dtype=out.dtype)[None, None], None))
+
+
+def quantize(img):
+    """Values in [0, 1] as an 8-bit image holds them: baselines are scored as the saved outputs are."""
+    return (img * 255 + 0.5).floor() / 255
 
 
 TASKS = {task.name: task for task in (Colorize(), Inpaint())}
