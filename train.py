@@ -266,23 +266,23 @@ def build_networks(cfg, device, world, checkpoint, total, decay):
     optimizers, lr schedules and grad scaler; at the checkpoint's state when resuming."""
     G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck).to(device)
     D = model.build_discriminator(cfg.task, cfg.netG, cfg.netD, cfg.image_size, cfg.ndf, cfg.norm).to(device)
-    net = SimpleNamespace(G=G, D=D, step=0, best=None, params={"G": model.num_params(G), "D": model.num_params(D)})
-    net.opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * cfg.lr_g_mult, betas=(cfg.beta1, 0.999))
-    net.opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    run = SimpleNamespace(G=G, D=D, step=0, best=None, params={"G": model.num_params(G), "D": model.num_params(D)})
+    run.opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * cfg.lr_g_mult, betas=(cfg.beta1, 0.999))
+    run.opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
 
     def lr_factor(step):  # constant, then linear decay over the last `decay` steps to exactly 0 after the last
         return min(1.0, (total - step) / decay) if decay else 1.0
 
-    net.sched_G = torch.optim.lr_scheduler.LambdaLR(net.opt_G, lr_factor)
-    net.sched_D = torch.optim.lr_scheduler.LambdaLR(net.opt_D, lr_factor)
-    net.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    run.sched_G = torch.optim.lr_scheduler.LambdaLR(run.opt_G, lr_factor)
+    run.sched_D = torch.optim.lr_scheduler.LambdaLR(run.opt_D, lr_factor)
+    run.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     if checkpoint:
         for name in ("G", "D", "opt_G", "opt_D", "sched_G", "sched_D", "scaler"):
-            getattr(net, name).load_state_dict(checkpoint[name])
-        net.step, net.best = checkpoint["step"], checkpoint["best"]
+            getattr(run, name).load_state_dict(checkpoint[name])
+        run.step, run.best = checkpoint["step"], checkpoint["best"]
         restore_rng(checkpoint["rng"], device, world)
-    net.G, net.D, net.G_train, net.D_train, net.D_frozen = wrap_for_training(G, D, cfg, world, device)
-    return net
+    run.G, run.D, run.G_train, run.D_train, run.D_frozen = wrap_for_training(G, D, cfg, world, device)
+    return run
 
 
 def wrap_for_training(G, D, cfg, world, device):
@@ -324,15 +324,15 @@ def restore_rng(states, device, world):
         torch.cuda.set_rng_state(states[rank]["cuda"], device)
 
 
-def save(net, cfg, device, world, *paths):
+def save(run, cfg, device, world, *paths):
     """last.pt (and best.pt): everything needed to resume exactly, or to generate. Rank 0 writes, every
     rank waits for it."""
-    steps_per_epoch = net.steps_per_epoch
-    state = {"G": net.G.state_dict(), "D": net.D.state_dict(), "opt_G": net.opt_G.state_dict(),
-             "opt_D": net.opt_D.state_dict(), "sched_G": net.sched_G.state_dict(), "sched_D": net.sched_D.state_dict(),
-             "scaler": net.scaler.state_dict(), "step": net.step, "epoch": net.step // steps_per_epoch,
-             "epoch_step": net.step % steps_per_epoch, "best": net.best, "rng": rng_states(device, world),
-             "config": vars(cfg), "params": net.params}
+    steps_per_epoch = run.steps_per_epoch
+    state = {"G": run.G.state_dict(), "D": run.D.state_dict(), "opt_G": run.opt_G.state_dict(),
+             "opt_D": run.opt_D.state_dict(), "sched_G": run.sched_G.state_dict(), "sched_D": run.sched_D.state_dict(),
+             "scaler": run.scaler.state_dict(), "step": run.step, "epoch": run.step // steps_per_epoch,
+             "epoch_step": run.step % steps_per_epoch, "best": run.best, "rng": rng_states(device, world),
+             "config": vars(cfg), "params": run.params}
     for path in paths if utils.rank() == 0 else []:
         utils.save_checkpoint(state, path)
     utils.barrier()
@@ -389,20 +389,20 @@ def start_report(cfg, val_set, step):
     return report
 
 
-def evaluate(net, task, cfg, report, device, world, losses, skipped, last):
+def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
     """Every --val-every steps: validate (rank 0; the others wait in save), draw the samples and the
     curves, save last.pt and, if the score improved, best.pt. The other test-time normalization is
     scored too, so the choice of --norm-stats rests on numbers."""
     improved = False
     if report:
-        metrics, _ = validate(net.G, task, report.loader, cfg, device, cfg.norm_stats)
+        metrics, _ = validate(run.G, task, report.loader, cfg, device, cfg.norm_stats)
         if cfg.netG == "unet":
             other = next(m for m in model.NORM_STATS if m != cfg.norm_stats)
-            other_metrics, _ = validate(net.G, task, report.loader, cfg, device, other)
+            other_metrics, _ = validate(run.G, task, report.loader, cfg, device, other)
             metrics.update({f"{other}_stats_{k}": other_metrics[k] for k in (task.score, "ssim")})
-        improved = net.best is None or metrics[task.score] > net.best
-        net.best = metrics[task.score] if improved else net.best
-        row = {"step": net.step, "epoch": f"{net.step / net.steps_per_epoch:.4g}", "lr": net.sched_G.get_last_lr()[0],
+        improved = run.best is None or metrics[task.score] > run.best
+        run.best = metrics[task.score] if improved else run.best
+        row = {"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4g}", "lr": run.sched_G.get_last_lr()[0],
                **dict(zip(["loss_D", "loss_G_adv", "loss_G_rec"], losses)), **metrics,
                "skipped_files": skipped, "seconds": round(time.time() - report.t0, 1)}
         report.rows.append(row)
@@ -410,11 +410,11 @@ def evaluate(net, task, cfg, report, device, world, losses, skipped, last):
         if last or time.time() - report.plotted > PLOT_EVERY_S:
             utils.plot_metrics(report.rows, report.out / "plot.png")
             report.plotted = time.time()
-        save_samples(net.G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{net.step:08d}.png")
-        tqdm.write(f"step {net.step} (epoch {row['epoch']}) | D {losses[0]:.3f} G_adv {losses[1]:.3f} G_rec "
+        save_samples(run.G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{run.step:08d}.png")
+        tqdm.write(f"step {run.step} (epoch {row['epoch']}) | D {losses[0]:.3f} G_adv {losses[1]:.3f} G_rec "
                    f"{losses[2]:.4f} | val {task.score} {metrics[task.score]:.2f} (baseline {metrics[task.baseline]:.2f}) "
                    f"ssim {metrics['ssim']:.3f} | skipped files {skipped}")
-    save(net, cfg, device, world, Path(cfg.out) / "last.pt", *([Path(cfg.out) / "best.pt"] if improved else []))
+    save(run, cfg, device, world, Path(cfg.out) / "last.pt", *([Path(cfg.out) / "best.pt"] if improved else []))
 
 
 def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name):
@@ -493,77 +493,88 @@ class StopFlags:
 # The loop
 
 
+def setup(args, rank, world, device):
+    """The configuration, the data, the networks and optimizers (at the checkpoint's state when resuming),
+    and rank 0's report (validation loader, sample batch, metrics rows)."""
+    checkpoint = utils.load_checkpoint(args.resume) if args.resume else None
+    cfg, splits = resolve_config(args, checkpoint)
+    cfg.precision = utils.resolve_precision(cfg.precision, device)
+    task = tasks.TASKS[cfg.task]
+    torch.manual_seed(cfg.seed + rank)
+    train_set, val_set, test_set = build_datasets(cfg, task, splits)
+    loader, sampler = build_loader(train_set, cfg, world, rank, device)
+    total, decay = schedule(cfg, len(loader))
+    run = build_networks(cfg, device, world, checkpoint, total, decay)
+    run.__dict__.update(loader=loader, sampler=sampler, train_set=train_set, test_set=test_set, total=total,
+                        end=min(total, cfg.max_steps or total), steps_per_epoch=len(loader))
+    report = None
+    if rank == 0:
+        report = start_report(cfg, val_set, run.step)
+        print(describe(cfg, run, train_set, val_set, world, device, checkpoint))
+        if not checkpoint:
+            save_samples(run.G, task, report.sample_batch, cfg, device, report.out / "samples" / "step_00000000.png")
+    return cfg, task, run, report
+
+
 def main(args):
     if args.export:
         return export_generator(*args.export, args.export_dtype)
     rank, world, device = utils.setup_distributed(args.device)
     if args.score:
         return score_checkpoint(args.score, device)
-    checkpoint = utils.load_checkpoint(args.resume) if args.resume else None
-    cfg, splits = resolve_config(args, checkpoint)
-    cfg.precision = utils.resolve_precision(cfg.precision, device)
-    task, out, log = tasks.TASKS[cfg.task], Path(cfg.out), print if rank == 0 else (lambda *a, **k: None)
-    torch.manual_seed(cfg.seed + rank)
-    train_set, val_set, test_set = build_datasets(cfg, task, splits)
-    loader, sampler = build_loader(train_set, cfg, world, rank, device)
-    total, decay = schedule(cfg, len(loader))
-    net = build_networks(cfg, device, world, checkpoint, total, decay)
-    net.steps_per_epoch = len(loader)
-    report = start_report(cfg, val_set, net.step) if rank == 0 else None
-    log(describe(cfg, net, train_set, val_set, world, device, total, len(loader), checkpoint))
-    if rank == 0 and not checkpoint:
-        save_samples(net.G, task, report.sample_batch, cfg, device, out / "samples" / "step_00000000.png")
-    end, stop, bce = min(total, cfg.max_steps or total), StopFlags(world, cfg.save_every), F.binary_cross_entropy_with_logits
-    bar = tqdm(total=total, initial=net.step, disable=rank != 0, dynamic_ncols=True, desc=cfg.task)
+    cfg, task, run, report = setup(args, rank, world, device)
+    out, end, total = Path(cfg.out), run.end, run.total
+    stop, bce = StopFlags(world, cfg.save_every), F.binary_cross_entropy_with_logits
+    bar = tqdm(total=total, initial=run.step, disable=rank != 0, dynamic_ncols=True, desc=cfg.task)
     losses, n = torch.zeros(3, device=device), 0
     try:
-        for batch in itertools.islice(batches(loader, sampler, net.step, cfg.batch_size), max(0, end - net.step)):
+        for batch in itertools.islice(batches(run.loader, run.sampler, run.step, cfg.batch_size), max(0, end - run.step)):
             x, y, weight, _ = task.prepare(batch, cfg, device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with utils.autocast(device, cfg.precision):
-                fake = net.G_train(x)
+                fake = run.G_train(x)
 
             # (1) D: maximize log D(x, y) + log(1 - D(x, G(x))); the loss is halved to slow D relative to G.
             with utils.autocast(device, cfg.precision):
-                pred_real, pred_fake = net.D_train(task.d_input(x, y, cfg)), net.D_train(task.d_input(x, fake.detach(), cfg))
+                pred_real, pred_fake = run.D_train(task.d_input(x, y, cfg)), run.D_train(task.d_input(x, fake.detach(), cfg))
                 loss_D = 0.5 * (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake)))
-            net.opt_D.zero_grad(set_to_none=True)
-            net.scaler.scale(loss_D).backward()
-            net.scaler.step(net.opt_D)
+            run.opt_D.zero_grad(set_to_none=True)
+            run.scaler.scale(loss_D).backward()
+            run.scaler.step(run.opt_D)
 
             # (2) G: fool D (the non-saturating log D(x, G(x))) + lambda * reconstruction of y.
-            net.D.requires_grad_(False)
+            run.D.requires_grad_(False)
             with utils.autocast(device, cfg.precision):
-                pred_fake = net.D_frozen(task.d_input(x, fake, cfg))
+                pred_fake = run.D_frozen(task.d_input(x, fake, cfg))
                 loss_G_adv = bce(pred_fake, torch.ones_like(pred_fake))
             loss_G_rec = utils.weighted_mean((fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2, weight)
-            net.opt_G.zero_grad(set_to_none=True)
-            net.scaler.scale(cfg.lambda_adv * loss_G_adv + cfg.lambda_rec * loss_G_rec).backward()
-            net.scaler.step(net.opt_G)
-            net.scaler.update()
-            net.D.requires_grad_(True)
-            net.sched_G.step()
-            net.sched_D.step()
+            run.opt_G.zero_grad(set_to_none=True)
+            run.scaler.scale(cfg.lambda_adv * loss_G_adv + cfg.lambda_rec * loss_G_rec).backward()
+            run.scaler.step(run.opt_G)
+            run.scaler.update()
+            run.D.requires_grad_(True)
+            run.sched_G.step()
+            run.sched_D.step()
 
-            net.step, n = net.step + 1, n + 1
+            run.step, n = run.step + 1, n + 1
             losses += torch.stack([loss_D, loss_G_adv, loss_G_rec]).detach().float()
             show_progress(bar, losses, n)
             halt, save_now = stop.check()
-            if save_now or net.step == end < total:
-                save(net, cfg, device, world, out / "last.pt")
+            if save_now or run.step == end < total:
+                save(run, cfg, device, world, out / "last.pt")
                 stop.last_save = time.time()
-            if net.step % cfg.val_every == 0 or net.step == total:
-                evaluate(net, task, cfg, report, device, world, (losses / n).tolist(), train_set.skipped.value,
-                         last=net.step in (end, total) or halt)
+            if run.step % cfg.val_every == 0 or run.step == total:
+                evaluate(run, task, cfg, report, device, world, (losses / n).tolist(), run.train_set.skipped.value,
+                         last=run.step in (end, total) or halt)
                 losses, n, stop.last_save = torch.zeros_like(losses), 0, time.time()
             if halt:
-                return log(f"\nStopped by {stop.signal or 'a signal on another rank'} at step {net.step}: saved "
+                return log(f"\nStopped by {stop.signal or 'a signal on another rank'} at step {run.step}: saved "
                            f"{out / 'last.pt'} (continue with --resume {out / 'last.pt'}).")
         bar.close()
-        finish(net, task, cfg, test_set, device, rank, total, end)
+        finish(run, task, cfg, device, rank)
     except Exception:
-        log(f"\nTraining crashed at step {net.step}; the last checkpoint is {out / 'last.pt'} (continue with "
+        log(f"\nTraining crashed at step {run.step}; the last checkpoint is {out / 'last.pt'} (continue with "
             f"--resume).", file=sys.stderr)
         raise
     finally:
@@ -572,13 +583,19 @@ def main(args):
             dist.destroy_process_group()
 
 
-def describe(cfg, net, train_set, val_set, world, device, total, steps_per_epoch, checkpoint):
+def log(*args, **kwargs):
+    """print, on rank 0 only."""
+    if utils.rank() == 0:
+        print(*args, **kwargs)
+
+
+def describe(cfg, run, train_set, val_set, world, device, checkpoint):
     where = f"on {cfg.data}" if cfg.data else f"on the built-in procedural demo ({cfg.demo_images} images)"
-    resumed = f"\nResumed {cfg.resume} at step {net.step}." if checkpoint else ""
-    return (f"Training {cfg.task} {where}: {total:,} steps of {cfg.batch_size} x {world} images "
-            f"({steps_per_epoch:,} a pass; {cfg.epochs:g} + {cfg.epochs_decay:g} of decay), validating every "
-            f"{cfg.val_every:,}.\nG ({cfg.netG}): {net.params['G']:,} parameters | D ({cfg.netD}): "
-            f"{net.params['D']:,} parameters | {len(train_set):,} training and {len(val_set):,} validation images | "
+    resumed = f"\nResumed {cfg.resume} at step {run.step}." if checkpoint else ""
+    return (f"Training {cfg.task} {where}: {run.total:,} steps of {cfg.batch_size} x {world} images "
+            f"({run.steps_per_epoch:,} a pass; {cfg.epochs:g} + {cfg.epochs_decay:g} of decay), validating every "
+            f"{cfg.val_every:,}.\nG ({cfg.netG}): {run.params['G']:,} parameters | D ({cfg.netD}): "
+            f"{run.params['D']:,} parameters | {len(train_set):,} training and {len(val_set):,} validation images | "
             f"{world} x {device}, {cfg.precision} | test time: {cfg.norm_stats} statistics, dropout {cfg.dropout}"
             + resumed)
 
@@ -590,18 +607,18 @@ def show_progress(bar, losses, n):
         bar.set_postfix_str(f"D {d:.3f} G_adv {adv:.3f} G_rec {rec:.4f}")
 
 
-def finish(net, task, cfg, test_set, device, rank, total, end):
+def finish(run, task, cfg, device, rank):
     """At the end of the run: best.pt scored once on the test split (rank 0)."""
     out = Path(cfg.out)
-    if end < total:
-        return print(f"Stopped by --max-steps {cfg.max_steps} at step {net.step}: saved {out / 'last.pt'} "
+    if run.end < run.total:
+        return print(f"Stopped by --max-steps {cfg.max_steps} at step {run.step}: saved {out / 'last.pt'} "
                      f"(continue with --resume {out / 'last.pt'}).") if rank == 0 else None
     if rank == 0:
         best = utils.load_checkpoint(out / "best.pt", device) if (out / "best.pt").exists() else None
         if best:
-            net.G.load_state_dict(best["G"])
-        score_test_split(net.G, task, test_set, cfg, device, out, "best.pt" if best else "last.pt")
-        print(f"Done: {net.step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}.")
+            run.G.load_state_dict(best["G"])
+        score_test_split(run.G, task, run.test_set, cfg, device, out, "best.pt" if best else "last.pt")
+        print(f"Done: {run.step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}.")
 
 
 if __name__ == "__main__":
