@@ -402,7 +402,7 @@ def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
             metrics.update({f"{other}_stats_{k}": other_metrics[k] for k in (task.score, "ssim")})
         improved = run.best is None or metrics[task.score] > run.best
         run.best = metrics[task.score] if improved else run.best
-        row = {"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4g}", "lr": run.sched_G.get_last_lr()[0],
+        row = {"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4g}", "lr": run.sched_D.get_last_lr()[0],
                **dict(zip(["loss_D", "loss_G_adv", "loss_G_rec"], losses)), **metrics,
                "skipped_files": skipped, "seconds": round(time.time() - report.t0, 1)}
         report.rows.append(row)
@@ -434,10 +434,12 @@ def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name):
     return means
 
 
-def score_checkpoint(path, device):
-    """--score: a checkpoint's generator on its run's test split."""
+def score_checkpoint(path, data, device):
+    """--score: a checkpoint's generator on its run's test split (of --data, if the data has moved)."""
     checkpoint = utils.load_checkpoint(path)
-    cfg = argparse.Namespace(**checkpoint["config"])
+    if "config" not in checkpoint:
+        raise SystemExit(f"error: {path} is not a train.py checkpoint (no configuration in it)")
+    cfg = argparse.Namespace(**dict(checkpoint["config"], data=data or checkpoint["config"]["data"]))
     cfg.precision = utils.resolve_precision(cfg.precision, device)
     task = tasks.TASKS[cfg.task]
     G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
@@ -521,7 +523,7 @@ def main(args):
         return export_generator(*args.export, args.export_dtype)
     rank, world, device = utils.setup_distributed(args.device)
     if args.score:
-        return score_checkpoint(args.score, device)
+        return score_checkpoint(args.score, args.data, device)
     cfg, task, run, report = setup(args, rank, world, device)
     out, end, total = Path(cfg.out), run.end, run.total
     stop, bce = StopFlags(world, cfg.save_every), F.binary_cross_entropy_with_logits
