@@ -1,0 +1,214 @@
+"""generate.py against hostile folders and awkward shapes: link loops, decompression bombs, bad files
+among good ones, bands against whole images, outputs independent of their batch, extreme aspects."""
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import generate
+import model
+import utils
+from conftest import truncate, write_image
+
+SIZE = 32  # tiny networks: every test here takes a second or two
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks on one thread: two threads spend more time waiting for each other than computing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Untrained tiny generators saved as train.py saves them: colorize (U-Net) and inpaint (Context Encoder)."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    paths = {}
+    for task, netG in [("colorize", "unet"), ("inpaint", "context-encoder")]:
+        torch.manual_seed(0)
+        G = model.build_generator(task, netG, SIZE, 4, "batch", 8)
+        for m in G.modules():  # running statistics that are not the identity, as after training
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2)
+        cfg = dict(task=task, netG=netG, image_size=SIZE, ngf=4, norm="batch", bottleneck=8, fill="white",
+                   patch=SIZE // 2, overlap=0)
+        paths[task] = root / f"{task}.pt"
+        utils.save_checkpoint({"G": G.state_dict(), "config": cfg}, paths[task])
+    return paths
+
+
+def run(checkpoint, src, dst, *flags):
+    args = generate.get_parser().parse_args(["--checkpoint", str(checkpoint), "--input", str(src), "--output", str(dst),
+                                             "--workers", "0", *map(str, flags)])
+    return generate.main(args)
+
+
+def outputs(folder):
+    return {p.relative_to(folder).as_posix(): np.asarray(Image.open(p)) for p in sorted(Path(folder).rglob("*.png"))}
+
+
+def bomb(path, side=30000):
+    """A valid one-bit PNG of side x side pixels (900 megapixels decoded) that is about 100 KB on disk."""
+    row = bytes(1 + side // 8)  # filter byte + a row of black
+    deflate, rows = zlib.compressobj(9), []
+    for _ in range(side // 1000):
+        rows.append(deflate.compress(row * 1000))
+    data = b"".join(rows) + deflate.flush()
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def peak_rss_reset():
+    """Reset this process's peak RSS (VmHWM) where Linux allows it; False elsewhere."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb():
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+def test_link_loop_is_walked_once(tmp_path, checkpoints, capsys):
+    src, outside = tmp_path / "in", tmp_path / "outside"
+    write_image(src / "a.png")
+    write_image(src / "sub" / "b.png", seed=1)
+    os.symlink("..", src / "sub" / "loop")  # sub/loop/sub/loop/... forever
+    os.symlink(src / "sub", src / "again")  # a second way into sub
+    original = write_image(outside / "x.png", seed=2).read_bytes()
+    os.symlink(outside / "x.png", src / "link.png")  # a file outside the tree: read, never written
+    assert [p.relative_to(src).as_posix() for p in utils.list_images(src)] == ["a.png", "link.png", "sub/b.png"]
+    capsys.readouterr()
+    assert run(checkpoints["colorize"], src, tmp_path / "out") == 0
+    assert sorted(outputs(tmp_path / "out")) == ["a.png", "link.png", "sub/b.png"]
+    assert not (tmp_path / "out" / "link.png").is_symlink() and (outside / "x.png").read_bytes() == original
+    err = capsys.readouterr().err
+    assert err.count("sub/loop") == 1 and err.count("walked already") == 2  # the loop and the second link
+
+
+def test_link_into_the_output_is_not_walked(tmp_path, checkpoints, capsys):
+    write_image(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    os.symlink(tmp_path / "out", tmp_path / "in" / "results")
+    for _ in range(2):  # the second run would find the first run's outputs through the link
+        assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
+    assert sorted(outputs(tmp_path / "out")) == ["a.png"]
+    assert "it leads to the output folder" in capsys.readouterr().err
+
+
+def test_bomb_is_refused_from_its_header(tmp_path, checkpoints, capsys):
+    (tmp_path / "in").mkdir()
+    path = bomb(tmp_path / "in" / "bomb.png")
+    assert path.stat().st_size < 200_000
+    with pytest.raises(ValueError, match="30000x30000 is 900 megapixels, over the limit of 179$"):
+        utils.open_image(path, 2 * Image.MAX_IMAGE_PIXELS)
+    measured = peak_rss_reset()
+    before = peak_rss_mb() if measured else 0
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 1
+    if measured:
+        assert peak_rss_mb() - before < 100  # decoding would take 900 MB
+    assert "bomb.png: ValueError: 30000x30000 is 900 megapixels" in capsys.readouterr().err
+
+
+def test_mixed_folder_writes_every_good_image_and_names_each_bad_one_once(tmp_path, checkpoints, capsys):
+    src = tmp_path / "in"
+    for i, size in enumerate([(40, 30), (64, 64), (30, 90)]):
+        write_image(src / f"good{i}.jpg", size=size, seed=i)
+    write_image(src / "scan.png", size=(300, 200))  # too large for --max-pixels below
+    bomb(src / "bomb.png")
+    (src / "fake.jpg").write_text("not a jpeg")
+    (src / "empty.png").write_bytes(b"")
+    truncate(write_image(src / "truncated.png", size=(64, 64)))
+    os.symlink("..", src / "loop")
+    assert run(checkpoints["colorize"], src, tmp_path / "out", "--max-pixels", 50_000, "--batch-size", 2) == 1
+    assert sorted(outputs(tmp_path / "out")) == ["good0.png", "good1.png", "good2.png"]
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed: ")]
+    reasons = {Path(line.split(": ")[1]).name: line for line in failed}
+    assert len(failed) == len(reasons) == 5
+    assert "300x200 is 0.06 megapixels, over the limit of 0.05" in reasons["scan.png"]
+    assert "900 megapixels" in reasons["bomb.png"] and "cannot identify" in reasons["fake.jpg"]
+    assert "truncated" in reasons["truncated.png"] and "empty.png" in reasons
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_colorize_bands_equal_the_whole_image(monkeypatch, mode):
+    """The band-wise numpy colour path against the whole-image torch path (utils' Lab, F.interpolate)."""
+    rng = np.random.default_rng(0)
+    page = Image.fromarray(rng.integers(0, 256, (203, 157, 3)).astype(np.uint8)).convert(mode)
+    fake = torch.from_numpy(rng.uniform(-0.8, 0.8, (2, 48, 40)).astype(np.float32))
+    item = dict(crop=(5, 3, 40, 31))  # the image inside the network's padding
+    monkeypatch.setattr(generate, "BAND_PIXELS", 157 * 10)  # bands of 10 rows
+    banded = np.concatenate([out for _, out in generate.finish_colorize(item, fake, page, None)])
+    rgb = torch.from_numpy(np.array(page.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    ab = F.interpolate(fake[None, :, 5:45, 3:34] * utils.AB_SCALE, size=(203, 157), mode="bilinear", align_corners=False)
+    whole = utils.lab_to_rgb(torch.cat([utils.rgb_to_lab(rgb)[:, :1], ab], dim=1))[0]
+    whole = (whole * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.abs(banded.astype(int) - whole).max() <= 1 and (banded != whole).mean() < 0.01
+
+
+def test_inpaint_bands_equal_one_band(tmp_path, checkpoints, monkeypatch):
+    write_image(tmp_path / "in" / "photo.png", size=(90, 70), seed=4)
+    run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "whole")
+    monkeypatch.setattr(generate, "BAND_PIXELS", 90 * 3)
+    run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "bands", "--save-comparison")
+    assert np.array_equal(outputs(tmp_path / "whole")["photo.png"], outputs(tmp_path / "bands")["photo.png"])
+
+
+@pytest.mark.parametrize("test_time", [["--norm-stats", "running"], ["--norm-stats", "image", "--dropout", "on"]])
+def test_outputs_do_not_depend_on_the_batch(tmp_path, checkpoints, test_time):
+    sizes = [(40, 30), (41, 30), (30, 40), (64, 64), (50, 50), (200, 40)]  # several network shapes
+    for i, size in enumerate(sizes):
+        write_image(tmp_path / "all" / f"{i}.png", size=size, seed=i)
+    write_image(tmp_path / "alone" / "3.png", size=sizes[3], seed=3)
+    runs = {"out1": ("all", 1), "out4": ("all", 4), "out_alone": ("alone", 4)}
+    for name, (folder, batch) in runs.items():
+        assert run(checkpoints["colorize"], tmp_path / folder, tmp_path / name, "--batch-size", batch, *test_time) == 0
+    one, four, alone = (outputs(tmp_path / name) for name in runs)
+    assert all(np.array_equal(one[k], four[k]) for k in one) and np.array_equal(one["3.png"], alone["3.png"])
+
+
+@pytest.mark.parametrize("cores", [2, 4])  # 1 thread per worker: forked; 2: spawned
+def test_worker_processes_write_the_same_outputs(tmp_path, checkpoints, monkeypatch, cores):
+    for i, size in enumerate([(40, 30), (30, 90), (64, 64)]):
+        write_image(tmp_path / "in" / f"{i}.png", size=size, seed=i)
+    run(checkpoints["colorize"], tmp_path / "in", tmp_path / "here", "--batch-size", 1)
+    monkeypatch.setattr(generate, "cpu_count", lambda: cores)
+    run(checkpoints["colorize"], tmp_path / "in", tmp_path / "workers", "--workers", 2)  # overrides --workers 0
+    here, workers = outputs(tmp_path / "here"), outputs(tmp_path / "workers")
+    assert here.keys() == workers.keys() and all(np.array_equal(here[k], workers[k]) for k in here)
+
+
+@pytest.mark.parametrize("size, network", [((64, 2000), (8, 256)), ((2000, 64), (256, 8)), ((3000, 2000), (48, 32))])
+def test_extreme_aspects_keep_their_aspect_and_size(tmp_path, checkpoints, size, network):
+    assert generate.colorize_shape(*size, SIZE) == network  # at most 8:1 padded, else shrunk
+    write_image(tmp_path / "in" / "page.png", size=size, mode="L")
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
+    gray = np.asarray(Image.open(tmp_path / "in" / "page.png"))
+    out = outputs(tmp_path / "out")["page.png"]
+    assert out.shape == (size[1], size[0], 3)
+    L_in = 116 * utils.lab_f(utils.luminance(gray)) - 16
+    L_out = 116 * utils.lab_f(utils.luminance(out)) - 16
+    assert np.median(np.abs(L_in - L_out)) < 1.0  # the page's own L, within 8-bit rounding
+
+
+def test_context_encoder_refuses_per_image_statistics(tmp_path, checkpoints):
+    write_image(tmp_path / "in" / "a.png")
+    with pytest.raises(SystemExit, match="--norm-stats image is not for the Context Encoder"):
+        run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "out", "--norm-stats", "image")
