@@ -259,13 +259,24 @@ def _mix(matrix, img):  # (3, 3) x (B, 3, H, W) over the channel axis
     return torch.einsum("ij,bjhw->bihw", matrix.to(img), img)
 
 
+def srgb_to_linear(v):
+    return torch.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(v):
+    return torch.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
+
+
+def cie_f(t):
+    """CIE's f: the cube root, a line below DELTA^3 (L = 116 f(Y) - 16)."""
+    return torch.where(t > _DELTA**3, t.clamp_min(1e-12) ** (1 / 3), t / (3 * _DELTA**2) + 4 / 29)
+
+
 def rgb_to_lab(rgb):
     """(B, 3, H, W) sRGB in [0, 1] -> Lab (L in [0, 100], a and b roughly in [-110, 110])."""
     rgb = rgb.float()
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = _mix(_RGB_TO_XYZ, linear) / _WHITE_D65.to(rgb).view(1, 3, 1, 1)
-    f = torch.where(xyz > _DELTA**3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * _DELTA**2) + 4 / 29)
-    fx, fy, fz = f.unbind(1)
+    xyz = _mix(_RGB_TO_XYZ, srgb_to_linear(rgb)) / _WHITE_D65.to(rgb).view(1, 3, 1, 1)
+    fx, fy, fz = cie_f(xyz).unbind(1)
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
 
 
@@ -276,7 +287,7 @@ def lab_to_rgb(lab):
     f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=1)
     xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE_D65.to(f).view(1, 3, 1, 1)
     linear = _mix(torch.linalg.inv(_RGB_TO_XYZ).to(f), xyz).clamp(0, 1)
-    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055).clamp(0, 1)
+    return linear_to_srgb(linear).clamp(0, 1)
 
 
 def colorize_pair(rgb_uint8):
@@ -294,17 +305,16 @@ def colorize_rgb(x, ab):
 # resolution): float32 numpy, the sRGB curve both ways through lookup tables, and of the input only
 # its luminance Y, which is all that its L needs.
 
-_LEVELS = np.arange(256) / 255
-_Y_OF_LEVEL = (np.where(_LEVELS <= 0.04045, _LEVELS / 12.92, ((_LEVELS + 0.055) / 1.055) ** 2.4)[:, None]
-               * _RGB_TO_XYZ[1].double().numpy()).astype(np.float32)  # (256, 3): each channel's share of Y
+# The tables come from the torch functions above, in float64: one formula for each curve.
+_LEVELS = torch.arange(256, dtype=torch.float64) / 255
+_Y_OF_LEVEL = (srgb_to_linear(_LEVELS)[:, None] * _RGB_TO_XYZ[1].double()).float().numpy()  # (256, 3): each channel's share of Y
 _Y_OF_GRAY = _Y_OF_LEVEL.sum(1)  # R = G = B
 # Linear light in 65536 steps: one step moves an 8-bit sRGB value by 0.05 at most, and f(Y) by 6e-5 at
 # most (f' <= 1 / (3 DELTA^2)), a hundredth of an L unit.
 LINEAR_STEPS = 65535
-_STEPS = np.arange(LINEAR_STEPS + 1) / LINEAR_STEPS
-_SRGB_OF_STEP = np.floor(np.where(_STEPS <= 0.0031308, 12.92 * _STEPS, 1.055 * _STEPS ** (1 / 2.4) - 0.055) * 255
-                         + 0.5).astype(np.uint8)
-_F_OF_STEP = np.where(_STEPS > _DELTA**3, np.cbrt(_STEPS), _STEPS / (3 * _DELTA**2) + 4 / 29).astype(np.float32)
+_STEPS = torch.arange(LINEAR_STEPS + 1, dtype=torch.float64) / LINEAR_STEPS
+_SRGB_OF_STEP = torch.floor(linear_to_srgb(_STEPS) * 255 + 0.5).to(torch.uint8).numpy()
+_F_OF_STEP = cie_f(_STEPS).float().numpy()
 _XYZ_TO_LINEAR = (np.linalg.inv(_RGB_TO_XYZ.double().numpy()) * _WHITE_D65.double().numpy()).astype(np.float32)
 
 
