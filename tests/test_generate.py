@@ -149,3 +149,16 @@ def test_bad_checkpoint_is_one_line(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(SystemExit, match="cannot read checkpoint"):
         run(tmp_path / "bad.pt", tmp_path, tmp_path / "out")
+
+
+def test_aspect_keep_or_squash(tmp_path, checkpoints):
+    """A wide panel keeps its size either way; the network sees it at its own aspect or squashed, and the
+    two colorizations differ while the L channel (the line art) is the input's in both."""
+    write_image(tmp_path / "in" / "wide.png", size=(96, 40), seed=5)
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "keep") == 0
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "squash", "--aspect", "squash") == 0
+    keep, squash = (np.asarray(Image.open(tmp_path / d / "wide.png")) for d in ("keep", "squash"))
+    assert keep.shape == squash.shape == (40, 96, 3) and not np.array_equal(keep, squash)
+    L = [utils.rgb_to_lab(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0]
+         for a in (keep, squash, np.asarray(Image.open(tmp_path / "in" / "wide.png").convert("RGB")))]
+    assert (L[0] - L[2]).abs().max() < 1.5 and (L[1] - L[2]).abs().max() < 1.5
