@@ -349,26 +349,31 @@ def validate(G, task, loader, cfg, device, norm_stats, names=None):
     row per image when `names` (the images' names) is given."""
     sums, rows, count = {}, [], 0
     for batch in loader:
-        x, y, _, extra = task.prepare(batch, cfg, device)
-        seeds = [model.image_seed(cfg.seed, count + i) for i in range(len(x))]
-        with model.test_time(G, norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.precision):
-            fake = G(x).float()
-        scores = {k: v.double().cpu() for k, v in task.scores(*task.pictures(x, fake, y, extra, cfg), extra, cfg).items()}
+        pictures, extra = test_pictures(G, task, batch, cfg, device, norm_stats, first=count)
+        scores = {k: v.double().cpu() for k, v in task.scores(*pictures, extra, cfg).items()}
+        n = len(pictures[0])
         if names is not None:
-            rows += [{"image": names[count + i], **{k: v[i].item() for k, v in scores.items()}} for i in range(len(x))]
+            rows += [{"image": names[count + i], **{k: v[i].item() for k, v in scores.items()}} for i in range(n)]
         sums = {k: sums.get(k, 0.0) + v.sum().item() for k, v in scores.items()}
-        count += len(x)
+        count += n
     return {k: v / max(count, 1) for k, v in sums.items()}, rows
+
+
+def test_pictures(G, task, batch, cfg, device, norm_stats, first=0):
+    """G run on a batch as at test time (`norm_stats`, and dropout as cfg.dropout with a seed per image,
+    the images numbered from `first`) -> ((input, output, target) as RGB in [0, 1], the task's extra)."""
+    x, y, _, extra = task.prepare(batch, cfg, device)
+    seeds = [model.image_seed(cfg.seed, first + i) for i in range(len(x))]
+    with model.test_time(G, norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.precision):
+        fake = G(x).float()
+    return task.pictures(x, fake, y, extra, cfg), extra
 
 
 @torch.no_grad()
 def save_samples(G, task, batch, cfg, device, path):
     """The fixed validation batch as rows of [input | output | target]."""
-    x, y, _, extra = task.prepare(batch, cfg, device)
-    seeds = [model.image_seed(cfg.seed, i) for i in range(len(x))]
-    with model.test_time(G, cfg.norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.precision):
-        fake = G(x).float()
-    pictures = torch.stack(task.pictures(x, fake, y, extra, cfg), dim=1).flatten(0, 1)  # (3B, 3, S, S)
+    pictures, _ = test_pictures(G, task, batch, cfg, device, cfg.norm_stats)
+    pictures = torch.stack(pictures, dim=1).flatten(0, 1)  # (3B, 3, S, S)
     if cfg.image_size < SAMPLE_MIN_SIDE:
         pictures = F.interpolate(pictures, scale_factor=SAMPLE_MIN_SIDE // cfg.image_size, mode="nearest")
     utils.save_png(make_grid(pictures, nrow=3, padding=2, pad_value=1.0), path)
