@@ -30,7 +30,7 @@ class Colorize:
     # The same paper gives big sets few epochs at batch 4: ImageNet colorization (1.2M images) about 6
     # epochs, edges2shoes (50k) and edges2handbags (137k) 15. COMICS (1.2M panels) follows ImageNet.
     large_set, large_set_images = dict(batch_size=4, epochs=3, epochs_decay=3), 200_000
-    # The procedural demo, sized to finish in about 5 minutes on a 2-core CPU.
+    # The procedural demo, sized to finish in minutes on a 2-core CPU (11 on this project's, see README).
     demo = dict(paper, image_size=64, load_size=72, batch_size=4, epochs=8, epochs_decay=4, ngf=32, ndf=32,
                 val_images=64, demo_images=1000)
     score, baseline = "psnr", "baseline_gray_psnr"  # best.pt has the best score; the log shows both

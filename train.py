@@ -1,7 +1,7 @@
 """Train Pix2Pix colorization of comic panels, or Context Encoder inpainting of faces.
 
-    python train.py                                    # colorize the built-in demo panels (~5 min, CPU)
-    python train.py --task inpaint                     # inpaint the built-in demo faces (~5 min, CPU)
+    python train.py                                    # colorize the built-in demo panels (~11 min, 2-core CPU)
+    python train.py --task inpaint                     # inpaint the built-in demo faces (under 20 min, CPU)
     python train.py --task colorize --data raw_panel_images          # COMICS, the paper's large-set preset
     python train.py --task inpaint --data celeba --train-limit 80000 --val-limit 2000
     torchrun --standalone --nproc_per_node=4 train.py --data raw_panel_images      # 4 GPUs
