@@ -1,6 +1,7 @@
 """Datasets: where the images of COMICS and CelebA are (in their raw layouts or an organized train/val/test
-tree), the training datasets and transforms, and the command that reorganizes a raw tree into an
-organized, optionally pre-resized, copy. (The procedural demo data is in demo.py.)
+tree), the dataset of image files and its resumable sampler, and the command that reorganizes a raw tree
+into an organized, optionally pre-resized, copy. (Each task's transform is in its own file, colorize.py or
+inpaint.py; the procedural demo data is in demo.py.)
 
     python classes.py comics raw_panel_images comics286 --size 286 --workers 16   # split by book, resized
     python classes.py celeba celeba celeba128 --size 128 --train-limit 80000 --val-limit 2000
@@ -25,8 +26,6 @@ from multiprocessing.dummy import Pool as ThreadPool
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
@@ -298,14 +297,8 @@ def _shorter_side(img, size):
     return utils.resize_shorter(img, size) if min(img.size) > size else img
 
 
-def _center_square(img, size):
-    """CelebA: the largest centered square, bicubic to size x size (the training preprocessing)."""
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    return img.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
-
-
-PREPARE = {"shorter": _shorter_side, "center-square": _center_square}
+PREPARE = {"shorter": _shorter_side, "center-square": utils.center_square}
+RESIZE = {"comics": "shorter", "celeba": "center-square"}  # how --size pre-resizes each dataset (its training preprocessing)
 
 
 def _reorganize_one(task, size, prepare):
@@ -419,10 +412,10 @@ def _raw_splits(args):
         ads_file = args.ads or find_ads_file(args.raw)
         print(f"advert pages: {ads_file or 'no ' + COMICS_ADS_FILE + ' found, all pages kept'}")
         splits = comics_splits(args.raw, args.val_frac, args.test_frac, args.seed, ads_file)
-        return splits, comics_jobs(splits), "shorter"
+        return splits, comics_jobs(splits), RESIZE["comics"]
     splits = celeba_splits(args.raw)
     splits["train"], splits["val"] = splits["train"][:args.train_limit], splits["val"][:args.val_limit]
-    return splits, celeba_jobs(splits), "center-square"
+    return splits, celeba_jobs(splits), RESIZE["celeba"]
 
 
 def reorganize_main(argv=None):
@@ -445,8 +438,8 @@ def reorganize_main(argv=None):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Datasets. Workers decode, resize, crop and flip (PIL, uint8); colour conversion and hole masking run on
-# whole batches on the training device (utils.colorize_pair, utils.inpaint_pair).
+# Datasets. Workers decode and apply the task's transform (colorize.py, inpaint.py: resize, crop and flip,
+# in PIL and uint8); colour conversion and hole masking run later, on whole batches on the training device.
 
 
 class ResumableSampler(DistributedSampler):
@@ -469,50 +462,6 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self):
         return self.num_samples - self.start
-
-
-class ColorizeTransform:
-    """Pix2Pix jitter: shorter side to load_size, random crop and horizontal flip (train); shorter side
-    to image_size and center crop (validation). Panels smaller than the crop are scaled up."""
-
-    def __init__(self, image_size, load_size, train):
-        self.image_size, self.load_size, self.train = image_size, load_size, train
-        self.min_side = load_size if train else image_size  # what JPEG draft decoding must keep
-
-    def __call__(self, img, rng):
-        s = self.image_size
-        img = utils.resize_shorter(img, self.min_side)
-        w, h = img.size
-        if self.train:
-            left, top = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
-        else:
-            left, top = (w - s) // 2, (h - s) // 2
-        img = img.crop((left, top, left + s, top + s))
-        if self.train and rng.random() < 0.5:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return (utils.pil_to_tensor(img),)  # (3, S, S) uint8
-
-
-class InpaintTransform:
-    """CelebA preprocessing (largest centered square, bicubic resize to image_size; a horizontal flip when
-    training) and the position of the patch to predict: the center, or anywhere with mask='random'."""
-
-    def __init__(self, image_size, patch, train, mask="center"):
-        self.image_size, self.patch, self.train, self.mask = image_size, patch, train, mask
-        self.min_side = image_size
-
-    def __call__(self, img, rng):
-        s, p = self.image_size, self.patch
-        side = min(img.size)
-        left, top = (img.width - side) // 2, (img.height - side) // 2
-        img = img.resize((s, s), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
-        if self.train and rng.random() < 0.5:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        if self.train and self.mask == "random":
-            box = (int(rng.integers(0, s - p + 1)), int(rng.integers(0, s - p + 1)))
-        else:
-            box = utils.center_box(s, p)
-        return utils.pil_to_tensor(img), torch.tensor(box)  # (3, S, S) uint8, (2,) top-left of the patch
 
 
 class ImageDataset(Dataset):

@@ -3,13 +3,12 @@ Context Encoder generator and its patch discriminator (Pathak et al. 2016).
 
 Layer for layer as the papers' reference implementations, so the parameter counts match the published
 figures (see tests/test_model.py). Discriminators return logits: BCEWithLogits is stable and safe under
-autocast. Nothing here imports the rest of the repo.
+autocast. Also here: how G runs at test time (BatchNorm statistics, seeded dropout). The channel counts
+come from the task (tasks.build_generator); nothing here imports the rest of the repo.
 """
 import math
-import zipfile
 import zlib
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -31,7 +30,7 @@ def norm_layer(norm, channels):
 def init_weights(module):
     """N(0, 0.02) for convs, N(1, 0.02) for norm scales, zero biases: the DCGAN init both papers use."""
     if any(p.is_meta for p in module.parameters()):
-        return module  # built to be loaded (load_generator): normal_ on meta would import torch._dynamo (~1.5 s)
+        return module  # built to be loaded (tasks.load_generator): normal_ on meta would import torch._dynamo (~1.5 s)
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -257,201 +256,25 @@ def test_time(G, norm_stats="running", dropout=False, seeds=None):
 
 
 # ----------------------------------------------------------------------------------------------------
-# The networks of each task, built from a run's configuration (train.py and generate.py share this)
+# Building the networks of a run: the task (tasks.py) passes the channel counts of its x and y.
 
-CHANNELS = {  # (condition x, prediction y): Lab L -> ab; masked RGB (+ hole mask for the U-Net) -> RGB
-    ("colorize", "unet"): (1, 2),
-    ("inpaint", "unet"): (4, 3),
-    ("inpaint", "context-encoder"): (3, 3),
-}
+# The smallest image side each generator works at: the U-Net's PatchGAN gives S/8 - 2 logits a side (2 at
+# 32); the Context Encoder decodes its patch (S/2) from a 4x4 map (8 at 16).
+MIN_SIDE = {"unet": 32, "context-encoder": 16}
 
 
-def build_generator(task, netG, image_size, ngf=64, norm="batch", bottleneck=4000):
-    in_ch, out_ch = CHANNELS[task, netG]
+def check_image_size(netG, size):
+    """Raise ValueError with one line unless netG and its discriminator work at `size` x `size`."""
+    depth_for(size, MIN_SIDE[netG] // 2)
+
+
+def build_generator(netG, in_ch, out_ch, image_size, ngf=64, norm="batch", bottleneck=4000):
     if netG == "unet":
         return init_weights(UNetGenerator(in_ch, out_ch, image_size, ngf, norm))
     return init_weights(ContextEncoder(image_size, ngf, bottleneck, norm, in_ch, out_ch))
 
 
-def build_discriminator(task, netG, netD, image_size, ndf=64, norm="batch"):
-    in_ch, out_ch = CHANNELS[task, netG]
+def build_discriminator(netD, in_ch, out_ch, image_size, ndf=64, norm="batch"):
     if netD == "patch":  # conditional: sees (condition, image) pairs
         return init_weights(PatchDiscriminator(in_ch + out_ch, ndf, norm))
     return init_weights(ContextDiscriminator(image_size // 2, ndf, norm, out_ch))  # sees the patch alone
-
-
-# ----------------------------------------------------------------------------------------------------
-# Official pix2pix checkpoints. The reference implementation (github.com/junyanz/pytorch-CycleGAN-and-pix2pix)
-# saves the generator as a bare state_dict of nested U-Net blocks, beside a train_opt.txt. Its
-# colorization mode is our colorize task (L/50 - 1 -> ab/110, same layers, same biases), so its
-# checkpoints run here after a renaming. Two differences that leave the weights as they are:
-# - each official block returns cat([skip, up]) where ours concatenates [up, skip], so the input
-#   channels (dim 0 of a ConvTranspose2d weight) of every up conv that sees a concatenation swap halves;
-# - the official dropout follows the ngf*8 decoder blocks just outside the innermost one (decoder blocks
-#   2-4 at 256), ours the paper's CD512-CD1024-CD1024 (blocks 1-3). A loaded official generator gets the
-#   official placement, so that test-time dropout draws the same kind of noise as the official code.
-
-OFFICIAL_FIRST_KEY = "model.model.0.weight"  # the outermost down conv, (ngf, input_nc, 4, 4)
-OFFICIAL_LAST_KEY = "model.model.3.weight"  # the outermost up conv, (2 ngf, output_nc, 4, 4)
-OFFICIAL_PLAIN_BLOCKS = 5  # official U-Net blocks without dropout: outermost, three widening, innermost
-GENERATOR_KEYS = ("task", "netG", "image_size", "ngf", "norm", "bottleneck")
-
-
-def read_train_opt(path):
-    """The options of an official train_opt.txt ('name: value [default: ...]' lines), as strings."""
-    opts = {}
-    for line in Path(path).read_text().splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            opts[name.strip()] = value.split("[default:")[0].strip()
-    return opts
-
-
-def _official_layers(level):
-    """Key prefix of the layers of the official block at `level` (0 outermost), each nesting the next."""
-    return "model.model" if level == 0 else "model.model.1" + ".model.3" * (level - 1) + ".model"
-
-
-def _official_module_names(depth):
-    """Official layer name -> UNetGenerator module name. Layers of an official block: outermost
-    [conv, block, relu, convT, tanh], innermost [lrelu, conv, relu, convT, norm], the others
-    [lrelu, conv, norm, block, relu, convT, norm, (dropout)]."""
-    names = {}
-    for level in range(depth):
-        j = depth - 1 - level  # our decoder counts from the bottleneck out
-        if level == 0:
-            pairs = [(0, "downs.0.0"), (3, f"ups.{j}.1")]
-        elif level == depth - 1:
-            pairs = [(1, f"downs.{level}.1"), (3, f"ups.{j}.1"), (4, f"ups.{j}.2")]
-        else:
-            pairs = [(1, f"downs.{level}.1"), (2, f"downs.{level}.2"), (5, f"ups.{j}.1"), (6, f"ups.{j}.2")]
-        names.update({f"{_official_layers(level)}.{i}": ours for i, ours in pairs})
-    return names
-
-
-def official_to_ours(state_dict, depth):
-    """An official U-Net state_dict with `depth` downsamplings -> UNetGenerator's state_dict."""
-    names = _official_module_names(depth)
-    concatenated = {f"ups.{j}.1" for j in range(1, depth)}  # all up convs but the innermost one
-    ours = {}
-    for key, tensor in state_dict.items():
-        module, _, param = key.rpartition(".")
-        if module not in names:
-            raise ValueError(f"unexpected key {key} for an official U-Net with {depth} downsamplings")
-        if names[module] in concatenated and param == "weight":
-            skip, up = tensor.chunk(2, dim=0)
-            tensor = torch.cat([up, skip])
-        ours[f"{names[module]}.{param}"] = tensor
-    return ours
-
-
-def _infer_official(state_dict):
-    """(depth, {netG, ngf, norm, input_nc, output_nc}) of an official U-Net, read off its tensors."""
-    depth = 1
-    while f"{_official_layers(depth)}.1.weight" in state_dict:
-        depth += 1
-    if depth < 2 or OFFICIAL_LAST_KEY not in state_dict:
-        raise ValueError("not an official pix2pix U-Net: the nested blocks are missing")
-    if f"{_official_layers(1)}.2.running_mean" in state_dict:
-        norm = "batch"
-    elif f"{_official_layers(0)}.0.bias" in state_dict:
-        norm = "instance"  # InstanceNorm2d(affine=False) has no tensors, but its convs have biases
-    else:
-        raise ValueError("an official U-Net without norm layers (--norm none) is not supported")
-    ngf, input_nc = state_dict[OFFICIAL_FIRST_KEY].shape[:2]
-    output_nc = state_dict[OFFICIAL_LAST_KEY].shape[1]
-    return depth, dict(netG=f"unet_{2**depth}", ngf=ngf, norm=norm, input_nc=input_nc, output_nc=output_nc)
-
-
-def _place_official_dropout(G, use_dropout):
-    depth = len(G.downs)
-    for j, up in enumerate(G.ups[:-1]):
-        if isinstance(up[-1], nn.Dropout):
-            del up[-1]
-        if use_dropout and 1 <= j <= depth - OFFICIAL_PLAIN_BLOCKS:
-            up.append(nn.Dropout(DROPOUT))
-
-
-def _assign(G, state_dict):
-    """Load state_dict into G built on the meta device (no time spent on a random init), as float32."""
-    expected = G.state_dict()
-    if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
-        raise ValueError("the generator weights are not all tensors")
-    missing, unexpected = sorted(expected.keys() - state_dict.keys()), sorted(state_dict.keys() - expected.keys())
-    wrong = sorted(k for k in expected.keys() & state_dict.keys() if expected[k].shape != state_dict[k].shape)
-    for what, keys in (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", wrong)):
-        if keys:
-            more = ", ..." if len(keys) > 3 else ""
-            raise ValueError(f"the weights do not fit a {type(G).__name__}: "
-                             f"{len(keys)} {what} ({', '.join(keys[:3])}{more})")
-    G.load_state_dict({k: t.float() if t.is_floating_point() else t for k, t in state_dict.items()}, assign=True)
-    return G.eval()
-
-
-def _load_ours(checkpoint):
-    cfg = dict(checkpoint["config"])
-    if any(k not in cfg for k in GENERATOR_KEYS):
-        raise ValueError(f"the checkpoint's config lacks {', '.join(k for k in GENERATOR_KEYS if k not in cfg)}")
-    try:
-        with torch.device("meta"):
-            G = build_generator(*(cfg[k] for k in GENERATOR_KEYS))
-    except (KeyError, ValueError, TypeError) as e:
-        raise ValueError(f"the checkpoint's config describes no generator ({e!r})") from None
-    return _assign(G, checkpoint["G"]), cfg
-
-
-def _load_official(state_dict, opts):
-    depth, arch = _infer_official(state_dict)
-    for k, v in arch.items():
-        if k in opts and str(opts[k]) != str(v):
-            raise ValueError(f"{k} is {opts[k]} in train_opt.txt or the overrides but {v} in the weights")
-    if opts.get("model", "colorization") != "colorization":
-        raise ValueError(f"only the official --model colorization is supported, not --model {opts['model']}")
-    if (arch["input_nc"], arch["output_nc"]) != (1, 2):
-        raise ValueError(f"only the official colorization mode (1 -> 2 channels) is supported, not "
-                         f"{arch['input_nc']} -> {arch['output_nc']} channels")
-    no_dropout = str(opts.get("no_dropout", False)) == "True"
-    batch_1 = str(opts.get("batch_size", 1)) == "1"  # the official default
-    cfg = dict(task="colorize", netG="unet", image_size=2**depth, ngf=arch["ngf"], norm=arch["norm"],
-               bottleneck=0, source="official", official_netG=arch["netG"], no_dropout=no_dropout,
-               norm_stats="image" if batch_1 else "running", dropout="off")  # as train.py decides them
-    with torch.device("meta"):
-        G = build_generator(*(cfg[k] for k in GENERATOR_KEYS))  # the bottleneck is unused by a U-Net
-    _assign(G, official_to_ours(state_dict, depth))
-    _place_official_dropout(G, not no_dropout)
-    return G.eval(), cfg  # eval again: the new Dropout layers start in training mode
-
-
-def _first_sentence(error):
-    text = str(error).strip().split(". ")[0].splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
-def _read_weights(path):
-    if not path.is_file():
-        raise ValueError("no such file")
-    try:
-        # mmap: only the tensors that are used are read, never the optimizer state of a training
-        # checkpoint; torch can map only the zipfile format, the legacy one is read whole.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as e:  # unpickling raises many types on a file that is not a checkpoint
-        raise ValueError(f"not a PyTorch checkpoint ({_first_sentence(e)})") from None
-
-
-def load_generator(path, overrides=None):
-    """Any generator file -> (G in eval mode on the CPU, config): a train.py checkpoint, an exported
-    generator ({"G", "config", "format": "generator"}, maybe in bf16/fp16), or an official pix2pix
-    colorization state_dict (latest_net_G.pth), whose options come from the train_opt.txt beside it
-    and then `overrides` (e.g. {"netG": "unet_256", "ngf": 64, "norm": "batch", "no_dropout": True}).
-    Raises ValueError with one line naming the file for anything else."""
-    path = Path(path)
-    try:
-        checkpoint = _read_weights(path)
-        if isinstance(checkpoint, dict) and "G" in checkpoint and "config" in checkpoint:
-            return _load_ours(checkpoint)
-        if isinstance(checkpoint, dict) and OFFICIAL_FIRST_KEY in checkpoint:
-            opts = read_train_opt(path.parent / "train_opt.txt") if (path.parent / "train_opt.txt").is_file() else {}
-            return _load_official(checkpoint, {**opts, **(overrides or {})})
-        raise ValueError("neither a train.py checkpoint nor an official pix2pix U-Net state_dict")
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None

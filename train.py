@@ -15,6 +15,9 @@ state the length in passes over the training set. Writes a run folder (--out): c
 best.pt, metrics.csv (a row per validation), plot.png, samples/step_XXXXXXXX.png ([input | output |
 target] on a fixed validation batch) and, at the end, test_scores.csv/.json. --batch-size is per
 process: under torchrun the global batch is N times larger.
+
+What makes each task what it is (its presets, its (x, y), what D judges, its scores) is in its own file,
+colorize.py or inpaint.py; this file asks the task object and never branches on the task.
 """
 import argparse
 import itertools
@@ -50,52 +53,49 @@ VAL_BATCH = 16  # test-time outputs do not depend on the batch (model.test_time)
 PLOT_EVERY_S = 30  # matplotlib takes about a second: redraw the curves at most this often, and at the end
 SAMPLE_IMAGES = 8  # rows of the [input | output | target] grids
 SAMPLE_MIN_SIDE = 128  # small demo images are enlarged in the grids so they can be seen
+PROGRESS_EVERY = 10  # steps between updates of the progress bar's losses: reading them waits for the GPU
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # data
-    p.add_argument("--task", choices=sorted(tasks.TASKS), default="colorize", help="what to learn")
+    p.add_argument("--task", choices=list(tasks.TASKS), default=next(iter(tasks.TASKS)), help="what to learn")
     p.add_argument("--data", help="COMICS raw_panel_images, a CelebA folder, or an organized tree "
                    "(DIR/train, DIR/val, DIR/test); none: the built-in procedural demo")
     p.add_argument("--out", help="run folder (default runs/<task>, or runs/<task>-N if that holds a run)")
-    p.add_argument("--image-size", type=int, help="network resolution (256 colorize, 128 inpaint)")
-    p.add_argument("--load-size", type=int, help="colorize: shorter side before the random crop (286)")
-    p.add_argument("--val-images", type=int, help="validation images scored at every validation (500)")
+    p.add_argument("--image-size", type=int, help=f"network resolution ({by_task('image_size')})")
+    p.add_argument("--load-size", type=int, help=f"shorter side before the random crop ({by_task('load_size')})")
+    p.add_argument("--val-images", type=int, help=f"validation images scored at every validation ({by_task('val_images')})")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--val-limit", type=int, help="use only the first N validation (and test) images")
-    p.add_argument("--demo-images", type=int, help="size of the procedural demo training set")
+    p.add_argument("--demo-images", type=int, help=f"size of the procedural demo training set ({by_task('demo_images')})")
     # model
-    p.add_argument("--netG", choices=["unet", "context-encoder"], help="generator (unet for colorize, "
-                   "context-encoder for inpaint)")
-    p.add_argument("--netD", choices=["patch", "context"], help="discriminator: 70x70 PatchGAN on "
-                   "(input, output) pairs, or the Context Encoder's on the patch (default by --netG)")
-    p.add_argument("--ngf", type=int, help="generator base width (64)")
-    p.add_argument("--ndf", type=int, help="discriminator base width (64)")
+    p.add_argument("--netG", choices=list(model.MIN_SIDE), help=f"generator ({by_task('netG')})")
+    p.add_argument("--netD", choices=["patch", "context"], help="discriminator: 70x70 PatchGAN on (input, output) "
+                   f"pairs, or the Context Encoder's on the patch ({by_task('netD')}; the U-Net's: patch)")
+    p.add_argument("--ngf", type=int, help=f"generator base width ({by_task('ngf')})")
+    p.add_argument("--ndf", type=int, help=f"discriminator base width ({by_task('ndf')})")
     p.add_argument("--norm", choices=["batch", "instance"], default="batch", help="normalization layers")
-    p.add_argument("--bottleneck", type=int, help="Context Encoder bottleneck channels (4000)")
+    p.add_argument("--bottleneck", type=int, help=f"Context Encoder bottleneck channels ({by_task('bottleneck')})")
     # inpainting
     p.add_argument("--fill", choices=["white", "mean", "zero"], default="white", help="colour of the hole")
     p.add_argument("--overlap", type=int, default=0, help="px of the predicted patch left visible around "
                    "the hole, weighted 10x in the loss (the paper's overlapPred: 4)")
     p.add_argument("--mask", choices=["center", "random"], default="center", help="hole position in training")
     # optimization
-    p.add_argument("--epochs", type=float, help="epochs at the initial learning rate (colorize 100, "
-                   "3 on 200k+ images; inpaint 25)")
-    p.add_argument("--epochs-decay", type=float, help="then epochs of linear decay to zero (colorize 100, "
-                   "3 on 200k+ images; inpaint 0)")
+    p.add_argument("--epochs", type=float, help=f"epochs at the initial learning rate ({by_task('epochs')})")
+    p.add_argument("--epochs-decay", type=float, help=f"then epochs of linear decay to zero ({by_task('epochs_decay')})")
     p.add_argument("--max-steps", type=int, help="stop (and save) after this many steps in all")
-    p.add_argument("--batch-size", type=int, help="images per process and step (colorize 1, 4 on 200k+ "
-                   "images; inpaint 64)")
+    p.add_argument("--batch-size", type=int, help=f"images per process and step ({by_task('batch_size')})")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (of D; G's is --lr-g-mult times it)")
     p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
-    p.add_argument("--lr-g-mult", type=float, help="G's lr multiplier (1; the Context Encoder's 10 when "
-                   "0 < --lambda-rec < 1, as its original code)")
+    p.add_argument("--lr-g-mult", type=float, help=f"G's lr multiplier ({by_task('lr_g_mult')}; the Context "
+                   "Encoder's original code uses 10 whenever 0 < --lambda-rec < 1)")
     p.add_argument("--lambda-rec", "--lambda-l1", dest="lambda_rec", type=float,
-                   help="weight of the reconstruction term (colorize: L1, 100; inpaint: 0.999)")
-    p.add_argument("--lambda-adv", type=float, help="weight of the adversarial term (colorize 1; inpaint "
-                   "1 - lambda_rec)")
-    p.add_argument("--rec-loss", choices=["l1", "l2"], help="reconstruction loss (l1 colorize, l2 inpaint)")
+                   help=f"weight of the reconstruction term ({by_task('lambda_rec')})")
+    p.add_argument("--lambda-adv", type=float, help=f"weight of the adversarial term ({by_task('lambda_adv')}; "
+                   "1 - lambda_rec whenever 0 < --lambda-rec < 1)")
+    p.add_argument("--rec-loss", choices=["l1", "l2"], help=f"reconstruction loss ({by_task('rec_loss')})")
     # test time: how validation, best.pt and (by default) generate.py run G
     p.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto",
                    help="BatchNorm at test time: each image's own statistics (the paper's batch-1 test) or "
@@ -111,7 +111,7 @@ def get_parser():
     p.add_argument("--workers", type=int, help="data loading processes per GPU process")
     p.add_argument("--seed", type=int, default=0, help="random seed (each rank adds its rank)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the by-book COMICS split")
-    p.add_argument("--resume", help="checkpoint to continue from (runs/<task>/last.pt)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of CHECKPOINT (e.g. runs/colorize-demo/last.pt)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="autocast precision (auto: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPUs)")
@@ -121,8 +121,27 @@ def get_parser():
     p.add_argument("--score", metavar="CHECKPOINT", help="score CHECKPOINT on its run's test split, then stop")
     p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write CHECKPOINT's generator "
                    "and configuration alone to OUT (for generate.py), then stop")
-    p.add_argument("--export-dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="weights of --export")
+    p.add_argument("--export-dtype", choices=list(utils.DTYPES), default="fp32", help="weights of --export")
     return p
+
+
+def by_task(key):
+    """A setting's default in each task's presets, for --help: 'colorize 1 (200k+ images 4, demo 4), inpaint 64
+    (demo 32)'. Settings that follow from others (task.defaults) are shown as they follow from the preset."""
+    shown = []
+    for name, task in tasks.TASKS.items():
+        presets = {"": task.paper, "demo": task.demo_preset}
+        if task.large_set:
+            presets = {"": task.paper, f"{task.large_set_images // 1000}k+ images": {**task.paper, **task.large_set},
+                       "demo": task.demo_preset}
+        values = {}
+        for label, preset in presets.items():
+            cfg = dict(preset, norm="batch", norm_stats="auto")
+            cfg.update({k: v for k, v in task.defaults(cfg).items() if cfg.get(k) in (None, "auto")})
+            values[label] = f"{cfg[key]:g}" if isinstance(cfg.get(key), float) else cfg.get(key)
+        others = [f"{label} {v}" for label, v in values.items() if label and v != values[""]]
+        shown.append(f"{name} {values['']}" + (f" ({', '.join(others)})" if others else ""))
+    return ", ".join(shown)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -158,17 +177,12 @@ def resolve_config(args, checkpoint):
         return argparse.Namespace(**cfg), None
     task = tasks.TASKS[args.task]
     splits = find_splits(args.data, args.task, args.split_seed) if args.data else None
-    preset = task.demo if splits is None else task.paper
+    preset = task.demo_preset if splits is None else task.paper
     if splits and task.large_set and len(splits["train"][:args.train_limit]) >= task.large_set_images:
         preset = {**preset, **task.large_set}
     cfg = vars(args).copy()
     cfg.update({k: v for k, v in preset.items() if cfg.get(k) is None})
-    if args.netG == "unet" and args.netD is None:
-        cfg["netD"] = "patch"  # the Context Encoder's discriminator judges only a patch
-    cfg["patch"] = cfg["image_size"] // 2  # the Context Encoder's hole: half the image side
-    cfg.update({k: v for k, v in task.defaults(cfg).items() if cfg[k] is None})
-    if cfg["norm_stats"] == "auto":  # run G as it was trained: at batch 1 BatchNorm saw one image at a time
-        cfg["norm_stats"] = "image" if cfg["batch_size"] == 1 and cfg["netG"] == "unet" else "running"
+    cfg.update({k: v for k, v in task.defaults(cfg).items() if cfg.get(k) in (None, "auto")})
     check_config(cfg, task)
     if cfg["out"] is None:
         cfg["out"] = free_run_folder(Path("runs") / (args.task + ("" if args.data else "-demo")))
@@ -184,7 +198,7 @@ def check_config(cfg, task):
     if cfg["load_size"] < cfg["image_size"]:
         problems.append(f"--load-size {cfg['load_size']} is smaller than --image-size {cfg['image_size']}")
     try:
-        model.depth_for(cfg["image_size"], 4 if cfg["netG"] == "context-encoder" else 16)
+        model.check_image_size(cfg["netG"], cfg["image_size"])
     except ValueError as e:
         problems.append(str(e))
     if problems:
@@ -242,7 +256,7 @@ def ignore_sigint(_):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def batches(loader, sampler, start_step, batch_size):
+def batches_from(loader, sampler, start_step, batch_size):
     """The loader's batches from step `start_step` on, epoch after epoch; every epoch has the same
     number of steps (drop_last), so the step says where in which epoch the run is."""
     epoch, done = divmod(start_step, len(loader))
@@ -252,10 +266,8 @@ def batches(loader, sampler, start_step, batch_size):
         epoch, done = epoch + 1, 0
 
 
-def schedule(cfg, steps_per_epoch):
-    """The run's length in steps, from its length in epochs; sets the default validation interval."""
-    if cfg.val_every is None:
-        cfg.val_every = min(steps_per_epoch, VAL_EVERY_MAX)
+def run_length(cfg, steps_per_epoch):
+    """(steps in all, steps of lr decay) of the run, from its length in epochs."""
     total = max(1, round((cfg.epochs + cfg.epochs_decay) * steps_per_epoch))
     decay = round(cfg.epochs_decay * steps_per_epoch)
     return total, decay
@@ -264,8 +276,8 @@ def schedule(cfg, steps_per_epoch):
 def build_networks(cfg, device, world, checkpoint, total, decay):
     """G and D (the raw modules, which the checkpoint holds) and what trains them: their wrappers,
     optimizers, lr schedules and grad scaler; at the checkpoint's state when resuming."""
-    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck).to(device)
-    D = model.build_discriminator(cfg.task, cfg.netG, cfg.netD, cfg.image_size, cfg.ndf, cfg.norm).to(device)
+    G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck).to(device)
+    D = tasks.build_discriminator(cfg.task, cfg.netG, cfg.netD, cfg.image_size, cfg.ndf, cfg.norm).to(device)
     run = SimpleNamespace(G=G, D=D, step=0, best=None, params={"G": model.num_params(G), "D": model.num_params(D)})
     run.opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * cfg.lr_g_mult, betas=(cfg.beta1, 0.999))
     run.opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -281,26 +293,26 @@ def build_networks(cfg, device, world, checkpoint, total, decay):
             getattr(run, name).load_state_dict(checkpoint[name])
         run.step, run.best = checkpoint["step"], checkpoint["best"]
         restore_rng(checkpoint["rng"], device, world)
-    run.G, run.D, run.G_train, run.D_train, run.D_frozen = wrap_for_training(G, D, cfg, world, device)
+    run.G, run.D, run.G_train, run.D_train, run.D_for_G = wrap_for_training(G, D, cfg, world, device)
     return run
 
 
 def wrap_for_training(G, D, cfg, world, device):
     """The modules that train: SyncBatchNorm, channels-last, DDP and torch.compile around the raw G and D.
-    D_frozen is D in the G step, where no gradient of D is wanted: the raw module, so that DDP does not
-    wait for gradients that never come."""
+    D_for_G is D as the G step uses it, where no gradient of D is wanted: without DDP, so that DDP does
+    not wait for gradients that never come."""
     if cfg.sync_bn:
         if device.type != "cuda":
             raise SystemExit("error: --sync-bn needs CUDA (SyncBatchNorm has no CPU kernels)")
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     if cfg.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    G_train, D_train, D_frozen = G, D, D
+    G_train, D_train, D_for_G = G, D, D
     if world > 1:
         G_train, D_train = DDP(G), DDP(D)
     if cfg.compile:
-        G_train, D_train, D_frozen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
-    return G, D, G_train, D_train, D_frozen
+        G_train, D_train, D_for_G = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
+    return G, D, G_train, D_train, D_for_G
 
 
 def rng_states(device, world):
@@ -350,7 +362,7 @@ def validate(G, task, loader, cfg, device, norm_stats, names=None):
     sums, rows, count = {}, [], 0
     for batch in loader:
         pictures, extra = test_pictures(G, task, batch, cfg, device, norm_stats, first=count)
-        scores = {k: v.double().cpu() for k, v in task.scores(*pictures, extra, cfg).items()}
+        scores = {k: v.double().cpu() for k, v in task.scores(*pictures, extra).items()}
         n = len(pictures[0])
         if names is not None:
             rows += [{"image": names[count + i], **{k: v[i].item() for k, v in scores.items()}} for i in range(n)]
@@ -401,8 +413,7 @@ def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
     improved = False
     if report:
         metrics, _ = validate(run.G, task, report.loader, cfg, device, cfg.norm_stats)
-        if cfg.netG == "unet":
-            other = next(m for m in model.NORM_STATS if m != cfg.norm_stats)
+        for other in (m for m in task.norm_stats_modes(vars(cfg)) if m != cfg.norm_stats):
             other_metrics, _ = validate(run.G, task, report.loader, cfg, device, other)
             metrics.update({f"{other}_stats_{k}": other_metrics[k] for k in (task.score, "ssim")})
         improved = run.best is None or metrics[task.score] > run.best
@@ -431,9 +442,8 @@ def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name):
     loader = DataLoader(test_set, batch_size=VAL_BATCH, generator=torch.Generator())
     names = [test_set.name(i) for i in range(len(test_set))]
     means, rows = validate(G, task, loader, cfg, device, cfg.norm_stats, names)
-    utils.write_csv(out / "test_scores.csv", rows)
-    (out / "test_scores.json").write_text(json.dumps({"checkpoint": checkpoint_name, "images": len(rows),
-                                                       "norm_stats": cfg.norm_stats, "dropout": cfg.dropout, **means}, indent=2))
+    utils.write_scores(rows, means, out / "test_scores.csv", out / "test_scores.json", checkpoint=checkpoint_name,
+                       images=len(rows), norm_stats=cfg.norm_stats, dropout=cfg.dropout)
     print(f"Test split ({len(rows)} images, {checkpoint_name}): " + ", ".join(
         f"{k} {v:.4g}" for k, v in means.items() if not k.startswith("baseline")) + f" -> {out / 'test_scores.json'}")
     return means
@@ -447,13 +457,10 @@ def score_checkpoint(path, data, device):
     cfg = argparse.Namespace(**dict(checkpoint["config"], data=data or checkpoint["config"]["data"]))
     cfg.precision = utils.resolve_precision(cfg.precision, device)
     task = tasks.TASKS[cfg.task]
-    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
+    G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
     G.load_state_dict(checkpoint["G"])
     *_, test_set = build_datasets(cfg, task, None)
     return score_test_split(G.to(device), task, test_set, cfg, device, Path(path).parent, Path(path).name)
-
-
-EXPORT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def export_generator(src, dst, dtype):
@@ -462,7 +469,7 @@ def export_generator(src, dst, dtype):
     checkpoint = utils.load_checkpoint(src)
     if not {"G", "config"} <= set(checkpoint):
         raise SystemExit(f"error: {src} is not a train.py checkpoint (no generator and configuration in it)")
-    G = {k: v.to(EXPORT_DTYPES[dtype]) if v.is_floating_point() else v for k, v in checkpoint["G"].items()}
+    G = {k: v.to(utils.DTYPES[dtype]) if v.is_floating_point() else v for k, v in checkpoint["G"].items()}
     utils.save_checkpoint({"format": "generator", "G": G, "config": checkpoint["config"], "dtype": dtype,
                            "params": checkpoint.get("params")}, dst)
     print(f"{dst}: the generator of {src} in {dtype}, {Path(dst).stat().st_size / 2**20:.1f} MiB "
@@ -510,7 +517,9 @@ def setup(args, rank, world, device):
     torch.manual_seed(cfg.seed + rank)
     train_set, val_set, test_set = build_datasets(cfg, task, splits)
     loader, sampler = build_loader(train_set, cfg, world, rank, device)
-    total, decay = schedule(cfg, len(loader))
+    if cfg.val_every is None:  # every pass, and often enough that a long pass shows its progress
+        cfg.val_every = min(len(loader), VAL_EVERY_MAX)
+    total, decay = run_length(cfg, len(loader))
     run = build_networks(cfg, device, world, checkpoint, total, decay)
     run.__dict__.update(loader=loader, sampler=sampler, train_set=train_set, test_set=test_set, total=total,
                         end=min(total, cfg.max_steps or total), steps_per_epoch=len(loader))
@@ -535,7 +544,7 @@ def main(args):
     bar = tqdm(total=total, initial=run.step, disable=rank != 0, dynamic_ncols=True, desc=cfg.task)
     losses, n = torch.zeros(3, device=device), 0
     try:
-        for batch in itertools.islice(batches(run.loader, run.sampler, run.step, cfg.batch_size), max(0, end - run.step)):
+        for batch in itertools.islice(batches_from(run.loader, run.sampler, run.step, cfg.batch_size), max(0, end - run.step)):
             x, y, weight, _ = task.prepare(batch, cfg, device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -553,9 +562,9 @@ def main(args):
             # (2) G: fool D (the non-saturating log D(x, G(x))) + lambda * reconstruction of y.
             run.D.requires_grad_(False)
             with utils.autocast(device, cfg.precision):
-                pred_fake = run.D_frozen(task.d_input(x, fake, cfg))
+                pred_fake = run.D_for_G(task.d_input(x, fake, cfg))
                 loss_G_adv = bce(pred_fake, torch.ones_like(pred_fake))
-            loss_G_rec = utils.weighted_mean((fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2, weight)
+            loss_G_rec = weighted_mean((fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2, weight)
             run.opt_G.zero_grad(set_to_none=True)
             run.scaler.scale(cfg.lambda_adv * loss_G_adv + cfg.lambda_rec * loss_G_rec).backward()
             run.scaler.step(run.opt_G)
@@ -579,7 +588,7 @@ def main(args):
                 return log(f"\nStopped by {stop.signal or 'a signal on another rank'} at step {run.step}: saved "
                            f"{out / 'last.pt'} (continue with --resume {out / 'last.pt'}).")
         bar.close()
-        finish(run, task, cfg, device, rank)
+        end_of_run(run, task, cfg, device, rank)
     except Exception:
         log(f"\nTraining crashed at step {run.step}; the last checkpoint is {out / 'last.pt'} (continue with "
             f"--resume).", file=sys.stderr)
@@ -590,6 +599,14 @@ def main(args):
             dist.destroy_process_group()
 
 
+def weighted_mean(err, weight):
+    """Mean of err over the pixels with weight > 0, weighted; weight None is the plain mean."""
+    if weight is None:
+        return err.mean()
+    weight = weight.expand_as(err)
+    return (err * weight).sum() / (weight > 0).sum().clamp_min(1)
+
+
 def log(*args, **kwargs):
     """print, on rank 0 only."""
     if utils.rank() == 0:
@@ -598,7 +615,8 @@ def log(*args, **kwargs):
 
 def describe(cfg, run, train_set, val_set, world, device, checkpoint):
     where = f"on {cfg.data}" if cfg.data else f"on the built-in procedural demo ({cfg.demo_images} images)"
-    resumed = f"\nResumed {cfg.resume} at step {run.step}." if checkpoint else ""
+    resumed = (f"\nResumed {cfg.resume} at step {run.step} (step {checkpoint['epoch_step']:,} of epoch "
+               f"{checkpoint['epoch'] + 1}).") if checkpoint else ""
     return (f"Training {cfg.task} {where}: {run.total:,} steps of {cfg.batch_size} x {world} images "
             f"({run.steps_per_epoch:,} a pass; {cfg.epochs:g} + {cfg.epochs_decay:g} of decay), validating every "
             f"{cfg.val_every:,}.\nG ({cfg.netG}): {run.params['G']:,} parameters | D ({cfg.netD}): "
@@ -609,12 +627,12 @@ def describe(cfg, run, train_set, val_set, world, device, checkpoint):
 
 def show_progress(bar, losses, n):
     bar.update()
-    if bar.n % 10 == 0 and not bar.disable:  # reading the losses waits for the GPU: not every step
+    if bar.n % PROGRESS_EVERY == 0 and not bar.disable:
         d, adv, rec = (losses / n).tolist()
         bar.set_postfix_str(f"D {d:.3f} G_adv {adv:.3f} G_rec {rec:.4f}")
 
 
-def finish(run, task, cfg, device, rank):
+def end_of_run(run, task, cfg, device, rank):
     """At the end of the run: best.pt scored once on the test split (rank 0)."""
     out = Path(cfg.out)
     if run.end < run.total:

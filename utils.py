@@ -1,14 +1,17 @@
-"""What train.py, generate.py and classes.py share: image I/O, Lab colour conversion, holes and masks,
-metrics, checkpoint I/O, plots and the torchrun set-up.
+"""What both tasks and both scripts share: image reading and the folder walk, full-size pages read a band
+of rows at a time, the PNG writer, the metrics both tasks report, checkpoint and log files, plots,
+devices, precision and the torchrun set-up.
 
-Nothing here knows about a particular dataset layout (classes.py) or network (model.py).
+Nothing here knows a task (colorize.py, inpaint.py), a dataset layout (classes.py) or a network (model.py).
 """
 import csv
+import json
 import math
 import os
 import struct
 import sys
 import warnings
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -29,8 +32,8 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 def one_line(error):
-    """An exception as one line for a report: 'OSError: image file is truncated'."""
-    text = str(error).strip().splitlines()
+    """An exception as one line for a report, its first sentence: 'OSError: image file is truncated'."""
+    text = str(error).strip().split(". ")[0].splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
@@ -168,9 +171,44 @@ def resize_shorter(img, side, resample=Image.BICUBIC):
     return img if size == (w, h) else img.resize(size, resample, reducing_gap=3.0)
 
 
+def center_square(img, size):
+    """The largest centered square, bicubic to size x size (CelebA's usual preprocessing: 178x178 of 178x218)."""
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
+
+
 def pil_to_tensor(img):
     """PIL RGB -> uint8 tensor (3, H, W): the workers hand over bytes, the device does the float maths."""
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pages at full resolution (generate.py). Each image is decoded twice: for its network input (a JPEG only
+# at the scale that needs) and again for its output, which is put together a band of rows at a time. A
+# process so holds one page at a time whatever the batch, and never a float copy of a page.
+
+BAND_PIXELS = 2**20  # the full-resolution float work, a few dozen bytes a pixel, runs on this many at a time
+
+
+def read_page(src, max_pixels, min_side=None):
+    """An image file -> the page upright, in L or RGB; refused from its header when over max_pixels."""
+    return to_8bit(load_upright(src, min_side, max_pixels))
+
+
+def bands(page):
+    """(first row, uint8 rows) for consecutive bands of an L or RGB page: (rows, W) or (rows, W, 3)."""
+    rows = max(1, BAND_PIXELS // page.width)
+    for top in range(0, page.height, rows):
+        yield top, np.asarray(page.crop((0, top, page.width, min(page.height, top + rows))))
+
+
+def as_rgb(band):
+    return band if band.ndim == 3 else np.repeat(band[..., None], 3, axis=2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# PNG
 
 
 def save_png(tensor, path):
@@ -247,202 +285,19 @@ class PngWriter:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Lab colour (sRGB, D65), batched in torch so that whole batches convert on the training device
-
-_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
-_WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883])
-_DELTA = 6 / 29  # CIE: the cube root switches to a line below DELTA^3
-L_SCALE, AB_SCALE = 50.0, 110.0  # Pix2Pix colorization: x = L / 50 - 1 and y = ab / 110, both in [-1, 1]
-
-
-def _mix(matrix, img):  # (3, 3) x (B, 3, H, W) over the channel axis
-    return torch.einsum("ij,bjhw->bihw", matrix.to(img), img)
-
-
-def srgb_to_linear(v):
-    return torch.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(v):
-    return torch.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
-
-
-def cie_f(t):
-    """CIE's f: the cube root, a line below DELTA^3 (L = 116 f(Y) - 16)."""
-    return torch.where(t > _DELTA**3, t.clamp_min(1e-12) ** (1 / 3), t / (3 * _DELTA**2) + 4 / 29)
-
-
-def rgb_to_lab(rgb):
-    """(B, 3, H, W) sRGB in [0, 1] -> Lab (L in [0, 100], a and b roughly in [-110, 110])."""
-    rgb = rgb.float()
-    xyz = _mix(_RGB_TO_XYZ, srgb_to_linear(rgb)) / _WHITE_D65.to(rgb).view(1, 3, 1, 1)
-    fx, fy, fz = cie_f(xyz).unbind(1)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
-
-
-def lab_to_rgb(lab):
-    """(B, 3, H, W) Lab -> sRGB in [0, 1], out-of-gamut colours clipped."""
-    L, a, b = lab.float().unbind(1)
-    fy = (L + 16) / 116
-    f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=1)
-    xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE_D65.to(f).view(1, 3, 1, 1)
-    linear = _mix(torch.linalg.inv(_RGB_TO_XYZ).to(f), xyz).clamp(0, 1)
-    return linear_to_srgb(linear).clamp(0, 1)
-
-
-def colorize_pair(rgb_uint8):
-    """uint8 RGB batch (B, 3, H, W) -> x = normalized L (B, 1, H, W) and y = normalized ab (B, 2, H, W)."""
-    lab = rgb_to_lab(rgb_uint8.float() / 255)
-    return lab[:, :1] / L_SCALE - 1, lab[:, 1:] / AB_SCALE
-
-
-def colorize_rgb(x, ab):
-    """Normalized L (B, 1, H, W) and normalized ab (B, 2, H, W) -> RGB in [0, 1]; ab = 0 gives the gray."""
-    return lab_to_rgb(torch.cat([(x + 1) * L_SCALE, ab * AB_SCALE], dim=1))
-
-
-# The same conversions for uint8 pages on the CPU, a band of rows at a time (generate.py, at full
-# resolution): float32 numpy, the sRGB curve both ways through lookup tables, and of the input only
-# its luminance Y, which is all that its L needs.
-
-# The tables come from the torch functions above, in float64: one formula for each curve.
-_LEVELS = torch.arange(256, dtype=torch.float64) / 255
-_Y_OF_LEVEL = (srgb_to_linear(_LEVELS)[:, None] * _RGB_TO_XYZ[1].double()).float().numpy()  # (256, 3): each channel's share of Y
-_Y_OF_GRAY = _Y_OF_LEVEL.sum(1)  # R = G = B
-# Linear light in 65536 steps: one step moves an 8-bit sRGB value by 0.05 at most, and f(Y) by 6e-5 at
-# most (f' <= 1 / (3 DELTA^2)), a hundredth of an L unit.
-LINEAR_STEPS = 65535
-_STEPS = torch.arange(LINEAR_STEPS + 1, dtype=torch.float64) / LINEAR_STEPS
-_SRGB_OF_STEP = torch.floor(linear_to_srgb(_STEPS) * 255 + 0.5).to(torch.uint8).numpy()
-_F_OF_STEP = cie_f(_STEPS).float().numpy()
-_XYZ_TO_LINEAR = (np.linalg.inv(_RGB_TO_XYZ.double().numpy()) * _WHITE_D65.double().numpy()).astype(np.float32)
-
-
-def luminance(pixels):
-    """uint8 sRGB pixels (rows, W, 3), or gray levels (rows, W) -> relative luminance Y (rows, W), float32."""
-    if pixels.ndim == 2:
-        return _Y_OF_GRAY[pixels]
-    Y = _Y_OF_LEVEL[pixels[..., 0], 0]
-    Y += _Y_OF_LEVEL[pixels[..., 1], 1]
-    Y += _Y_OF_LEVEL[pixels[..., 2], 2]
-    return Y
-
-
-def lab_f(Y):
-    """CIE's f (the cube root, a line below DELTA^3) of luminance Y in [0, 1], float32: L = 116 f(Y) - 16."""
-    steps = Y * LINEAR_STEPS
-    steps += 0.5
-    return _F_OF_STEP[steps.astype(np.uint16)]
-
-
-def _lab_f_inverse(f):
-    t = f * f * f
-    dark = f <= _DELTA
-    t[dark] = 3 * _DELTA**2 * (f[dark] - 4 / 29)
-    return t
-
-
-def lab_to_srgb8(Y, fy, a, b):
-    """Luminance Y, f(Y) and the a and b of each pixel (rows, W each, float32) -> uint8 sRGB (rows, W, 3),
-    out-of-gamut colours clipped. Y goes in as it is, not back from f(Y): exact, and one cube less."""
-    xyz = np.stack([_lab_f_inverse(fy + a / 500), Y, _lab_f_inverse(fy - b / 200)])
-    # einsum rather than matmul: numpy's BLAS would start its own threads for a 3x3 product
-    linear = np.einsum("ij,j...->i...", _XYZ_TO_LINEAR, xyz)
-    np.clip(linear, 0, 1, out=linear)
-    linear *= LINEAR_STEPS
-    linear += 0.5
-    steps = linear.astype(np.uint16)
-    rgb = np.empty((*Y.shape, 3), np.uint8)
-    for c in range(3):  # straight into interleaved RGB: PNG rows are read 30% faster than from planes
-        np.take(_SRGB_OF_STEP, steps[c], out=rgb[..., c])
-    return rgb
-
-
-# ----------------------------------------------------------------------------------------------------
-# Holes (inpainting). The network predicts a square `patch` (half the image side); with an overlap o the
-# hole actually blanked is o pixels smaller on each side, and the visible band is predicted too (Pathak
-# et al.'s overlapPred), with a larger loss weight so the pasted patch blends in.
-
-FILL_VALUES = {"white": (1.0, 1.0, 1.0), "zero": (0.0, 0.0, 0.0),
-               "mean": tuple(c / 127.5 - 1 for c in (117, 104, 123))}  # the original's mean pixel
-OVERLAP_WEIGHT = 10.0  # loss weight of the overlap band relative to the hole (overlapL2Weight)
-
-
-def center_box(size, patch):
-    return (size - patch) // 2, (size - patch) // 2
-
-
-def box_mask(boxes, size, patch, shrink=0):
-    """(B, 2) top-left corners -> (B, 1, S, S) float mask, 1 inside each patch shrunk by `shrink` px."""
-    r = torch.arange(size, device=boxes.device)
-    top, left = boxes[:, 0, None] + shrink, boxes[:, 1, None] + shrink
-    rows = (r >= top) & (r < top + patch - 2 * shrink)  # (B, S)
-    cols = (r >= left) & (r < left + patch - 2 * shrink)
-    return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1).float()
-
-
-def fill_hole(real, hole, fill):
-    """Blank the hole (B, 1, S, S) of images in [-1, 1] with the fill colour."""
-    colour = torch.tensor(FILL_VALUES[fill], device=real.device, dtype=real.dtype).view(1, 3, 1, 1)
-    return real * (1 - hole) + colour * hole
-
-
-def crop_patches(img, boxes, patch):
-    """(B, C, S, S) -> (B, C, P, P): each image's patch at its own box. Keep boxes on the CPU: reading
-    them from a GPU would make every training step wait for the GPU."""
-    return torch.stack([im[:, t:t + patch, l:l + patch] for im, (t, l) in zip(img, boxes.tolist())])
-
-
-def paste_patches(img, patches, boxes):
-    out = img.clone()
-    for im, p, (t, l) in zip(out, patches, boxes.tolist()):
-        im[:, t:t + p.shape[-2], l:l + p.shape[-1]] = p
-    return out
-
-
-def inpaint_pair(rgb_uint8, boxes, patch, overlap, fill, netG):
-    """uint8 RGB batch and patch boxes -> (x, y, weight, hole, real).
-
-    x is what G sees: the image with the hole filled (plus the hole as a 4th channel for the U-Net);
-    y is what G predicts: the patch (Context Encoder) or the whole image (U-Net); weight is the
-    reconstruction loss weight over y: 1 in the hole, OVERLAP_WEIGHT in the band, 0 elsewhere.
-    """
-    real = rgb_uint8.float() / 127.5 - 1
-    size = real.shape[-1]
-    hole = box_mask(boxes.to(real.device), size, patch, overlap)
-    area = box_mask(boxes.to(real.device), size, patch)  # hole + band
-    weight = hole + OVERLAP_WEIGHT * (area - hole)
-    masked = fill_hole(real, hole, fill)
-    if netG == "context-encoder":
-        return masked, crop_patches(real, boxes, patch), crop_patches(weight, boxes, patch), hole, real
-    return torch.cat([masked, hole], dim=1), real, weight, hole, real
-
-
-def inpaint_output(x, fake, boxes, hole, netG):
-    """G's output -> the repaired image in [-1, 1]: only the hole is taken from the prediction."""
-    masked = x[:, :3]
-    full = paste_patches(masked, fake, boxes) if netG == "context-encoder" else fake
-    return masked * (1 - hole) + full * hole
-
-
-def weighted_mean(err, weight):
-    """Mean of err over the pixels with weight > 0, weighted; weight None is the plain mean."""
-    if weight is None:
-        return err.mean()
-    weight = weight.expand_as(err)
-    return (err * weight).sum() / (weight > 0).sum().clamp_min(1)
-
-
-# ----------------------------------------------------------------------------------------------------
 # Metrics on images in [0, 1], one value per image
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
 
 
-def psnr(a, b):
-    mse = ((a - b) ** 2).flatten(1).mean(1)
+def psnr_of_mse(mse):
+    """PSNR in dB of a mean squared error of values in [0, 1] (10 log10(255^2 / MSE) on the 8-bit scale)."""
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def psnr(a, b):
+    return psnr_of_mse(l2(a, b))
 
 
 def ssim(a, b):
@@ -461,74 +316,9 @@ def ssim(a, b):
     return s.flatten(1).mean(1)
 
 
-def l1(a, b):
-    return (a - b).abs().flatten(1).mean(1)
-
-
 def l2(a, b):
     """Mean squared error per image: the Context Encoder paper's 'mean L2' on images in [0, 1]."""
     return ((a - b) ** 2).flatten(1).mean(1)
-
-
-def _hue_degrees(a, b):
-    return torch.rad2deg(torch.atan2(b, a)) % 360  # atan2(0, 0) = 0: a gray gets hue 0, as the paper sets it
-
-
-def ciede2000(lab1, lab2):
-    """CIEDE2000 colour difference (Sharma, Wu and Dalal 2005, equations 1-22, kL = kC = kH = 1) of two
-    (B, 3, H, W) Lab tensors -> (B, H, W), computed in float64: the hue terms lose 1e-4 in float32."""
-    (L1, a1, b1), (L2, a2, b2) = lab1.double().unbind(1), lab2.double().unbind(1)
-    C_ab = (torch.hypot(a1, b1) + torch.hypot(a2, b2)) / 2
-    G = 0.5 * (1 - torch.sqrt(C_ab**7 / (C_ab**7 + 25.0**7)))
-    a1, a2 = (1 + G) * a1, (1 + G) * a2  # a' : stretches a near the neutral axis
-    C1, C2 = torch.hypot(a1, b1), torch.hypot(a2, b2)
-    h1, h2 = _hue_degrees(a1, b1), _hue_degrees(a2, b2)
-    gray = C1 * C2 == 0  # a hue is undefined: no hue difference, and the mean hue is the plain sum
-
-    dh = h2 - h1  # the shorter way round the circle
-    dh = torch.where(dh > 180, dh - 360, torch.where(dh < -180, dh + 360, dh)).masked_fill(gray, 0)
-    dL, dC = L2 - L1, C2 - C1
-    dH = 2 * torch.sqrt(C1 * C2) * torch.sin(torch.deg2rad(dh) / 2)
-
-    L_mean, C_mean = (L1 + L2) / 2, (C1 + C2) / 2
-    h_sum = h1 + h2
-    h_mean = torch.where((h1 - h2).abs() <= 180, h_sum / 2, torch.where(h_sum < 360, h_sum + 360, h_sum - 360) / 2)
-    h_mean = torch.where(gray, h_sum, h_mean)
-
-    def cos(degrees):
-        return torch.cos(torch.deg2rad(degrees))
-
-    T = 1 - 0.17 * cos(h_mean - 30) + 0.24 * cos(2 * h_mean) + 0.32 * cos(3 * h_mean + 6) - 0.20 * cos(4 * h_mean - 63)
-    d_theta = 30 * torch.exp(-(((h_mean - 275) / 25) ** 2))
-    R_C = 2 * torch.sqrt(C_mean**7 / (C_mean**7 + 25.0**7))
-    S_L = 1 + 0.015 * (L_mean - 50) ** 2 / torch.sqrt(20 + (L_mean - 50) ** 2)
-    S_C = 1 + 0.045 * C_mean
-    S_H = 1 + 0.015 * C_mean * T
-    R_T = -torch.sin(torch.deg2rad(2 * d_theta)) * R_C  # the blue-region rotation term
-    lightness, chroma, hue = dL / S_L, dC / S_C, dH / S_H
-    return torch.sqrt(lightness**2 + chroma**2 + hue**2 + R_T * chroma * hue)
-
-
-CIEDE2000_CHUNK_PIXELS = 2**20  # x ~25 float64 temporaries: about 200 MB at a time, whatever the image size
-
-
-def mean_ciede2000(a, b):
-    """Mean CIEDE2000 per image of RGB images in [0, 1] (B, 3, H, W) -> (B,), a chunk of rows at a time."""
-    H, W = a.shape[-2:]
-    rows = max(1, CIEDE2000_CHUNK_PIXELS // (a.shape[0] * W))
-    total = sum(ciede2000(rgb_to_lab(a[..., i:i + rows, :]), rgb_to_lab(b[..., i:i + rows, :])).sum((1, 2))
-                for i in range(0, H, rows))
-    return total / (H * W)
-
-
-def colourfulness(rgb):
-    """Hasler and Suesstrunk (2003) colourfulness M of RGB images in [0, 1] (B, 3, H, W) -> (B,), on their
-    8-bit scale: ~15 slightly, ~33 moderately, ~59 quite colourful; 0 for a gray image."""
-    R, G, B = (rgb.double() * 255).flatten(2).unbind(1)
-    rg, yb = R - G, (R + G) / 2 - B
-    spread = torch.sqrt(rg.var(1, correction=0) + yb.var(1, correction=0))
-    offset = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
-    return spread + 0.3 * offset
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -553,6 +343,35 @@ def load_checkpoint(path, device="cpu"):
         raise SystemExit(f"error: cannot read checkpoint {path}: {one_line(e)}")
 
 
+def read_weights(path):
+    """A checkpoint's tensors, memory-mapped where the file allows it, or ValueError in one line."""
+    if not path.is_file():
+        raise ValueError("no such file")
+    try:
+        # mmap: only the tensors that are used are read, never the optimizer state of a training
+        # checkpoint; torch can map only the zipfile format, the legacy one is read whole.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as e:  # unpickling raises many types on a file that is not a checkpoint
+        raise ValueError(f"not a PyTorch checkpoint ({one_line(e)})") from None
+
+
+def assign_weights(net, state_dict):
+    """Load state_dict into `net` built on the meta device (no time spent on a random init), as float32,
+    -> net in eval mode; ValueError in one line if the weights do not fit."""
+    expected = net.state_dict()
+    if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
+        raise ValueError("the generator weights are not all tensors")
+    missing, unexpected = sorted(expected.keys() - state_dict.keys()), sorted(state_dict.keys() - expected.keys())
+    wrong = sorted(k for k in expected.keys() & state_dict.keys() if expected[k].shape != state_dict[k].shape)
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", wrong)):
+        if keys:
+            more = ", ..." if len(keys) > 3 else ""
+            raise ValueError(f"the weights do not fit a {type(net).__name__}: "
+                             f"{len(keys)} {what} ({', '.join(keys[:3])}{more})")
+    net.load_state_dict({k: t.float() if t.is_floating_point() else t for k, t in state_dict.items()}, assign=True)
+    return net.eval()
+
+
 # ----------------------------------------------------------------------------------------------------
 # Logs and plots
 
@@ -572,6 +391,12 @@ def write_csv(path, rows):
     Path(path).unlink(missing_ok=True)
     for row in rows:
         append_csv(path, row)
+
+
+def write_scores(rows, means, csv_path, json_path, **about):
+    """Per-image scores (a CSV row each) and their means with what they are about (JSON)."""
+    write_csv(csv_path, rows)
+    Path(json_path).write_text(json.dumps({**about, **means}, indent=2))
 
 
 def read_csv(path):
@@ -646,10 +471,12 @@ def barrier():
         dist.barrier()
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device, precision):
     """torch.autocast for bf16/fp16, a no-op context for fp32."""
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    return torch.autocast(device.type, dtype=DTYPES[precision], enabled=precision != "fp32")
 
 
 def resolve_precision(precision, device):

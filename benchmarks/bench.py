@@ -41,15 +41,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's flat modules, from any folder
 
 import classes  # noqa: E402
-import demo  # noqa: E402
 import generate  # noqa: E402
-import model  # noqa: E402
+import official  # noqa: E402
 import tasks  # noqa: E402
 import train  # noqa: E402
 import utils  # noqa: E402
 
-LARGE_BATCH = {"colorize": 16, "inpaint": tasks.Inpaint.paper["batch_size"]}  # Pix2Pix's paper batch is 1
-INPAINT_MIN_BATCH = 2  # train.check_config refuses 1: the 1x1 BatchNorm bottleneck needs two images
+LARGE_BATCH = 16  # a GPU's batch beside the paper's (Pix2Pix: 1), or the paper's where larger (Context Encoder: 64)
 VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
     "fp32": {},
     "channels_last": {"channels_last": True},
@@ -62,9 +60,9 @@ COMPILE_EXTRA_WARMUP = 1  # the first step compiles; one more absorbs a late rec
 BEST_MARGIN = 1.03  # a variant joins 'best' only if 3% faster than fp32: less is run-to-run noise
 REAL_TRY_LOAD_IMAGE = utils.try_load_image  # load_without_draft wraps it while it is patched
 
-PANEL_SIZES = [(1000, 1400), (2000, 2800)]  # COMICS scans range from panel crops to whole pages
-PANELS = 24
-FACE_SIZE, FACES = (178, 218), 200  # CelebA aligned faces
+# Raw image sizes of each dataset: COMICS scans range from panel crops to whole pages; CelebA's aligned faces.
+RAW_SIZES = {"comics": [(1000, 1400), (2000, 2800)], "celeba": [(178, 218)]}
+RAW_IMAGES = 24
 GENERATE_SIZE, GENERATE_IMAGES = (1200, 1700), 12
 JPEG_QUALITY = 90
 GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour compresses (and decodes) too well
@@ -75,8 +73,9 @@ def get_parser():
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and generate")
     p.add_argument("--only", choices=["train", "reference", "loader", "generate"], help="run one section")
     p.add_argument("--quick", action="store_true", help="batch 1 only, fewer steps, no compile on CPU")
-    p.add_argument("--tasks", nargs="+", choices=list(LARGE_BATCH), default=list(LARGE_BATCH), help="training tasks")
-    p.add_argument("--batches", nargs="+", type=int, help="training batch sizes (default 1, and 16 colorize, 64 inpaint)")
+    p.add_argument("--tasks", nargs="+", choices=list(tasks.TASKS), default=list(tasks.TASKS), help="tasks to measure")
+    p.add_argument("--batches", nargs="+", type=int, help=f"training batch sizes (default 1, and {LARGE_BATCH} or "
+                   "the paper's batch where larger)")
     p.add_argument("--variants", nargs="+", choices=[*VARIANTS, "best"], help="training variants (default: all "
                    "that the device supports; fp32 eager is always measured, it is the baseline)")
     p.add_argument("--repeats", type=int, help="timed runs per figure (default 5, 3 with --quick)")
@@ -100,11 +99,6 @@ def summary(values):
 
 def num(v):
     return f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
-
-
-def one_line(e):
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:100] if text else ''}"
 
 
 def table(headers, rows, align):
@@ -131,6 +125,10 @@ def describe_device(device):
 # Training throughput
 
 
+def large_batch(task):
+    return max(LARGE_BATCH, tasks.TASKS[task].paper["batch_size"])
+
+
 def paper_tree(task, tmp):
     """An organized tree (train/, val/) of drawings at the task's load size, enough for its largest
     batch: train.py runs its paper preset on it. Made once per task."""
@@ -138,7 +136,7 @@ def paper_tree(task, tmp):
     if not root.exists():
         side = tasks.TASKS[task].paper["load_size"]
         draw = tasks.TASKS[task].draw
-        fabricate(root / "train", [(side, side)] * max(LARGE_BATCH.values()), draw, 0)
+        fabricate(root / "train", [(side, side)] * max(map(large_batch, tasks.TASKS)), draw, 0)
         fabricate(root / "val", [(side, side)] * 2, draw, 10**6)
     return root
 
@@ -189,8 +187,9 @@ def best_spec(results):
 def bench_train(args, device, tmp):
     rows = []
     for task in args.tasks:
-        for requested in args.batches or ([1] if args.quick else [1, LARGE_BATCH[task]]):
-            batch = max(requested, INPAINT_MIN_BATCH) if task == "inpaint" else requested
+        smallest = tasks.TASKS[task].smallest_batch(vars(paper_config(task, tmp)))  # train.py refuses less
+        for requested in args.batches or ([1] if args.quick else [1, large_batch(task)]):
+            batch = max(requested, smallest)
             results = {}
             for name in args.variants:
                 spec, label = VARIANTS.get(name), name
@@ -215,7 +214,7 @@ def bench_train(args, device, tmp):
                     if spec.get("compile"):
                         row["note"] = f"{row['note']} first step {seconds[0]:.0f} s (compiling)".strip()
                 except (Exception, SystemExit) as e:  # SystemExit: the repo's one-line refusals (fp16 on CPU)
-                    row["note"] = one_line(e)
+                    row["note"] = utils.one_line(e)
                     torch.compiler.reset()
                 results[name] = row
             rows += results.values()
@@ -235,9 +234,10 @@ def train_table(rows, device):
                       num(r["s_per_step"]), f"{r['speedup']:.2f}x" if "speedup" in r else "-"]
                      + ([f"{r['peak_gib']:.1f}"] if cuda else []) + [r["note"]])
     text = table(headers, lines, "lrl" + "r" * (5 + cuda) + "l")
-    if any(r["batch"] != r["requested"] for r in rows):
-        text += (f"\n\ninpaint runs batch {INPAINT_MIN_BATCH} where batch 1 was asked: train.py refuses 1, the "
-                 f"Context Encoder's 1x1 BatchNorm bottleneck needs two images.")
+    for r in rows:
+        if r["batch"] != r["requested"] and r["variant"] == "fp32":
+            text += (f"\n\n{r['task']} runs batch {r['batch']} where batch {r['requested']} was asked: train.py "
+                     f"refuses less for its paper preset.")
     return text
 
 
@@ -256,7 +256,7 @@ def reference_model(device):
     try:
         from models.pix2pix_model import Pix2PixModel
     except ImportError as e:
-        return None, f"cannot import the reference from PIX2PIX_REF={ref}: {one_line(e)}"
+        return None, f"cannot import the reference from PIX2PIX_REF={ref}: {utils.one_line(e)}"
     opt = SimpleNamespace(isTrain=True, checkpoints_dir=tempfile.gettempdir(), name="bench", device=device,
                           preprocess="resize_and_crop", input_nc=1, output_nc=2, ngf=64, ndf=64, netG="unet_256",
                           netD="basic", n_layers_D=3, norm="batch", no_dropout=False, init_type="normal",
@@ -291,7 +291,7 @@ def bench_reference(args, device, tmp):
     for r in range(args.repeats):
         log(f"reference: round {r + 1}/{args.repeats} ...")
         theirs += time_reference(ref, args.warmup + REFERENCE_STEPS, device)[args.warmup:]
-        ours += time_training("colorize", 1, {}, args.warmup + REFERENCE_STEPS, device, tmp)[0][args.warmup:]
+        ours += time_training(official.TASK, 1, {}, args.warmup + REFERENCE_STEPS, device, tmp)[0][args.warmup:]
     return dict(ours=summary(ours), reference=summary(theirs),
                 ratio=statistics.median(theirs) / statistics.median(ours))
 
@@ -344,27 +344,29 @@ def time_loader(dataset, repeats):
 
 
 def bench_loader(args, tmp):
-    log("loader: fabricating panels and faces ...")
-    raw = fabricate(tmp / "raw", [PANEL_SIZES[i % len(PANEL_SIZES)] for i in range(PANELS)], demo.draw_panel, 0)
-    faces = fabricate(tmp / "faces", [FACE_SIZE] * FACES, demo.draw_face, 1000)
-    col, inp = paper_config("colorize", tmp), paper_config("inpaint", tmp)
-    colorize = classes.ColorizeTransform(col.image_size, col.load_size, train=True)  # 286 then a random 256 crop
-    inpaint = classes.InpaintTransform(inp.image_size, inp.patch, train=True)  # 128, a 64 px center hole
-    with contextlib.redirect_stderr(io.StringIO()):  # reorganize's progress bar
-        classes.reorganize([(p, p.name) for p in raw], tmp / "resized", size=col.load_size)
-    resized = sorted((tmp / "resized").glob("*.jpg"))
-    cases = [("raw", "COMICS raw scans (JPEG draft decoding)", raw, colorize),
-             ("resized", f"COMICS pre-resized to {col.load_size} (classes.py --size)", resized, colorize),
-             ("raw_no_draft", "COMICS raw scans, draft decoding off", raw, colorize),
-             ("celeba", f"CelebA {FACE_SIZE[0]}x{FACE_SIZE[1]} (InpaintTransform {inp.image_size})", faces, inpaint)]
+    """Each task's dataset as it comes (raw images of RAW_SIZES, with and without JPEG draft decoding) and
+    pre-resized by classes.py, through ImageDataset and the task's training transform."""
     rows = []
-    for case, name, files, transform in cases:
-        log(f"loader: {name} ...")
-        no_draft = mock.patch.object(utils, "try_load_image", load_without_draft)
-        with no_draft if case == "raw_no_draft" else contextlib.nullcontext():
-            rate = time_loader(classes.ImageDataset(files, transform), args.repeats)
-        rows.append(dict(case=case, source=name, files=len(files), images_per_s=rate,
-                         kb_per_file=sum(f.stat().st_size for f in files) / len(files) / 1024))
+    for seed, task in enumerate(args.tasks):
+        task_obj, cfg = tasks.TASKS[task], paper_config(task, tmp)
+        sizes = RAW_SIZES[task_obj.dataset]
+        log(f"loader: fabricating {task_obj.dataset} images ...")
+        raw = fabricate(tmp / f"raw-{task}", [sizes[i % len(sizes)] for i in range(RAW_IMAGES)], task_obj.draw, 1000 * seed)
+        with contextlib.redirect_stderr(io.StringIO()):  # reorganize's progress bar
+            classes.reorganize([(p, p.name) for p in raw], tmp / f"resized-{task}", size=cfg.load_size,
+                               prepare=classes.RESIZE[task_obj.dataset])
+        resized = sorted((tmp / f"resized-{task}").glob("*.jpg"))
+        transform = task_obj.transforms(cfg)[0]
+        cases = [("raw", f"{task_obj.dataset} raw, {sizes[0][0]}x{sizes[0][1]}+ (JPEG draft decoding)", raw),
+                 ("raw_no_draft", f"{task_obj.dataset} raw, draft decoding off", raw),
+                 ("resized", f"{task_obj.dataset} pre-resized to {cfg.load_size} (classes.py --size)", resized)]
+        for case, name, files in cases:
+            log(f"loader: {name} ...")
+            no_draft = mock.patch.object(utils, "try_load_image", load_without_draft)
+            with no_draft if case == "raw_no_draft" else contextlib.nullcontext():
+                rate = time_loader(classes.ImageDataset(files, transform), args.repeats)
+            rows.append(dict(task=task, case=case, source=name, files=len(files), images_per_s=rate,
+                             kb_per_file=sum(f.stat().st_size for f in files) / len(files) / 1024))
     return rows
 
 
@@ -374,8 +376,9 @@ def loader_table(rows):
              for r in rows]
     headers = ["data (ImageDataset + train transform)", "files", "KB/file", "img/s/worker", "min", "max", "ms/img"]
     text = table(headers, lines, "lrrrrrr")
-    rate = {r["case"]: r["images_per_s"]["median"] for r in rows}
-    text += f"\n\nJPEG draft decoding makes the raw scans {rate['raw'] / rate['raw_no_draft']:.1f}x faster to load."
+    for task in dict.fromkeys(r["task"] for r in rows):
+        rate = {r["case"]: r["images_per_s"]["median"] for r in rows if r["task"] == task}
+        text += f"\n{task}: JPEG draft decoding makes its raw images {rate['raw'] / rate['raw_no_draft']:.1f}x faster to load."
     return text
 
 
@@ -384,36 +387,43 @@ def loader_table(rows):
 
 
 def bench_generate(args, device, tmp):
-    log("generate: fabricating panels and a checkpoint ...")
-    files = fabricate(tmp / "panels", [GENERATE_SIZE] * GENERATE_IMAGES, demo.draw_panel, 2000)
-    cfg = paper_config("colorize", tmp)
-    torch.manual_seed(0)
-    G = model.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
-    checkpoint = tmp / "bench.pt"
-    utils.save_checkpoint({"G": G.state_dict(), "config": vars(cfg)}, checkpoint)  # what generate.py reads
-    flags = ["--checkpoint", str(checkpoint), "--input", str(tmp / "panels"), "--output", str(tmp / "colored"),
-             "--device", device.type, "--overwrite"]
-    seconds = []
-    for _ in range(args.repeats):
-        log("generate: colorizing ...")
-        output = io.StringIO()
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            status = generate.main(generate.get_parser().parse_args(flags))
-        seconds.append(time.perf_counter() - t0)
-        if status != 0:
-            raise RuntimeError(f"generate.py failed:\n{output.getvalue()[-2000:]}")
-    megapixels = len(files) * GENERATE_SIZE[0] * GENERATE_SIZE[1] / 1e6
-    return dict(images=len(files), size=GENERATE_SIZE, workers=generate.cpu_count(),  # generate.py's default
-                images_per_s=summary([len(files) / s for s in seconds]),
-                megapixels_per_s=summary([megapixels / s for s in seconds]))
+    """generate.py end to end with its defaults, on GENERATE_IMAGES drawings of GENERATE_SIZE per task,
+    with a generator of the paper's size (untrained: the time does not depend on the weights)."""
+    rows = []
+    for task in args.tasks:
+        log(f"generate {task}: fabricating images and a checkpoint ...")
+        files = fabricate(tmp / f"pages-{task}", [GENERATE_SIZE] * GENERATE_IMAGES, tasks.TASKS[task].draw, 2000)
+        cfg = paper_config(task, tmp)
+        torch.manual_seed(0)
+        G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
+        checkpoint = tmp / f"bench-{task}.pt"
+        utils.save_checkpoint({"G": G.state_dict(), "config": vars(cfg)}, checkpoint)  # what generate.py reads
+        flags = ["--checkpoint", str(checkpoint), "--input", str(tmp / f"pages-{task}"), "--output",
+                 str(tmp / f"out-{task}"), "--device", device.type, "--overwrite"]
+        seconds = []
+        for _ in range(args.repeats):
+            log(f"generate {task} ...")
+            output = io.StringIO()
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                status = generate.main(generate.get_parser().parse_args(flags))
+            seconds.append(time.perf_counter() - t0)
+            if status != 0:
+                raise RuntimeError(f"generate.py failed:\n{output.getvalue()[-2000:]}")
+        megapixels = len(files) * GENERATE_SIZE[0] * GENERATE_SIZE[1] / 1e6
+        rows.append(dict(task=task, images=len(files), size=GENERATE_SIZE, workers=generate.cpu_count(),  # the default
+                         images_per_s=summary([len(files) / s for s in seconds]),
+                         megapixels_per_s=summary([megapixels / s for s in seconds])))
+    return rows
 
 
-def generate_table(r):
-    ips, mps = r["images_per_s"], r["megapixels_per_s"]
-    name = f"colorize {r['images']} panels {r['size'][0]}x{r['size'][1]}, {r['workers']} workers"
-    return table(["generate.py (end to end)", "img/s", "min", "max", "MP/s"],
-                 [[name, num(ips["median"]), num(ips["min"]), num(ips["max"]), num(mps["median"])]], "lrrrr")
+def generate_table(rows):
+    lines = []
+    for r in rows:
+        ips, mps = r["images_per_s"], r["megapixels_per_s"]
+        name = f"{r['task']} {r['images']} images {r['size'][0]}x{r['size'][1]}, {r['workers']} workers"
+        lines.append([name, num(ips["median"]), num(ips["min"]), num(ips["max"]), num(mps["median"])])
+    return table(["generate.py (end to end)", "img/s", "min", "max", "MP/s"], lines, "lrrrr")
 
 
 # ----------------------------------------------------------------------------------------------------

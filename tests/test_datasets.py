@@ -5,7 +5,9 @@ import torch
 from PIL import Image
 
 import classes
+import colorize
 import demo
+import inpaint
 import utils
 from conftest import truncate, write_image
 
@@ -64,7 +66,7 @@ def test_dataset_skips_and_counts_bad_files(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     bad = truncate(write_image(tmp_path / "trunc.jpg", size=(100, 100)))
     files = [good[0], tmp_path / "empty.jpg", good[1], bad, good[2]]
-    dataset = classes.ImageDataset(files, classes.ColorizeTransform(32, 36, train=True))
+    dataset = classes.ImageDataset(files, colorize.ColorizeTransform(32, 36, train=True))
     batches = [dataset[(i, 0, 0)][0] for i in range(len(dataset))]
     assert all(b.shape == (3, 32, 32) and b.dtype == torch.uint8 for b in batches)
     assert dataset.skipped.value == 2
@@ -72,7 +74,7 @@ def test_dataset_skips_and_counts_bad_files(tmp_path):
 
 def test_colorize_transform(tmp_path):
     small = Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8))
-    train, val = classes.ColorizeTransform(64, 72, train=True), classes.ColorizeTransform(64, 72, train=False)
+    train, val = colorize.ColorizeTransform(64, 72, train=True), colorize.ColorizeTransform(64, 72, train=False)
     rng = np.random.default_rng(0)
     assert train(small, rng)[0].shape == (3, 64, 64)  # smaller than the crop: scaled up
     assert torch.equal(val(small, rng)[0], val(small, np.random.default_rng(5))[0])  # deterministic
@@ -82,11 +84,11 @@ def test_colorize_transform(tmp_path):
 
 def test_inpaint_transform_random_box_stays_inside():
     img = Image.new("RGB", (178, 218), "gray")
-    transform = classes.InpaintTransform(64, 32, train=True, mask="random")
+    transform = inpaint.InpaintTransform(64, 32, train=True, mask="random")
     for seed in range(200):
         image, box = transform(img, np.random.default_rng(seed))
         assert image.shape == (3, 64, 64) and 0 <= box.min() and box.max() <= 64 - 32
-    assert classes.InpaintTransform(64, 32, train=False)(img, None)[1].tolist() == [16, 16]
+    assert inpaint.InpaintTransform(64, 32, train=False)(img, None)[1].tolist() == [16, 16]
 
 
 def test_sampler_resumes_mid_epoch():
@@ -100,7 +102,7 @@ def test_sampler_resumes_mid_epoch():
 
 
 def test_demo_datasets_are_deterministic():
-    transform = classes.ColorizeTransform(32, 36, train=True)
+    transform = colorize.ColorizeTransform(32, 36, train=True)
     a = demo.DemoDataset(demo.draw_panel, 36, 4, 0, transform)
     b = demo.DemoDataset(demo.draw_panel, 36, 4, 0, transform)
     assert torch.equal(a[(1, 0, 0)][0], b[(1, 0, 0)][0]) and not torch.equal(a[(1, 0, 0)][0], a[(2, 0, 0)][0])

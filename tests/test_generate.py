@@ -6,9 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
+import colorize
 import generate
+import inpaint
 import train
-import utils
 from conftest import tiny_args, truncate, write_image
 
 
@@ -70,8 +71,8 @@ def test_colorize_keeps_the_original_lightness(tmp_path, checkpoints):
     assert run(checkpoints["colorize"], tmp_path / "page.png", tmp_path / "out") == 0
     out = np.asarray(Image.open(tmp_path / "out" / "page.png"))
     assert out.shape == (290, 470, 3)
-    L_in = utils.rgb_to_lab(torch.from_numpy(np.repeat(gray[None], 3, 0)[None]).float() / 255)[0, 0]
-    L_out = utils.rgb_to_lab(torch.from_numpy(out.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0]
+    L_in = colorize.rgb_to_lab(torch.from_numpy(np.repeat(gray[None], 3, 0)[None]).float() / 255)[0, 0]
+    L_out = colorize.rgb_to_lab(torch.from_numpy(out.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0]
     assert (L_in - L_out).abs().median() < 1.0  # 8-bit rounding; a few out-of-gamut pixels may move more
 
 
@@ -83,7 +84,7 @@ def test_inpaint_changes_only_the_hole(tmp_path, checkpoints, net, size):
     before = np.asarray(Image.open(tmp_path / "in" / "photo.png").convert("RGB"))
     after = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
     H, W = before.shape[:2]
-    top, left, h, w = generate.center_hole(H, W, 0.5)
+    top, left, h, w = inpaint.center_hole(H, W, 0.5)
     outside = np.ones((H, W), bool)
     outside[top:top + h, left:left + w] = False
     assert after.shape == before.shape
@@ -98,10 +99,10 @@ def test_inpaint_white_square_is_the_hole(tmp_path, checkpoints):
     photo = rng.integers(0, 200, (90, 120, 3)).astype(np.uint8)
     photo[30:70, 50:90] = 255  # 40x40, a bit off center
     Image.fromarray(photo).save(tmp_path / "in.png")
-    assert generate.find_white_square(photo.min(axis=2)) == (30, 50, 40, 40)
+    assert inpaint.find_white_square(photo.min(axis=2)) == (30, 50, 40, 40)
     buffer = io.BytesIO()
     Image.fromarray(photo).save(buffer, format="JPEG", quality=90)
-    top, left, h, w = generate.find_white_square(np.asarray(Image.open(buffer)).min(axis=2))
+    top, left, h, w = inpaint.find_white_square(np.asarray(Image.open(buffer)).min(axis=2))
     assert abs(top - 30) <= 2 and abs(left - 50) <= 2 and abs(h - 40) <= 4 and abs(w - 40) <= 4
     assert run(checkpoints["inpaint"], tmp_path / "in.png", tmp_path / "out") == 0
     after = np.asarray(Image.open(tmp_path / "out" / "in.png"))
@@ -113,8 +114,8 @@ def test_inpaint_white_square_is_the_hole(tmp_path, checkpoints):
 def test_no_white_square_in_a_plain_photo():
     rng = np.random.default_rng(2)
     photo = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
-    assert generate.find_white_square(photo.min(axis=2)) is None
-    assert generate.find_white_square(np.full((64, 64), 255, np.uint8)) is None  # a white page is no hole
+    assert inpaint.find_white_square(photo.min(axis=2)) is None
+    assert inpaint.find_white_square(np.full((64, 64), 255, np.uint8)) is None  # a white page is no hole
 
 
 def test_inpaint_mask_file(tmp_path, checkpoints):
@@ -159,6 +160,6 @@ def test_aspect_keep_or_squash(tmp_path, checkpoints):
     assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "squash", "--aspect", "squash") == 0
     keep, squash = (np.asarray(Image.open(tmp_path / d / "wide.png")) for d in ("keep", "squash"))
     assert keep.shape == squash.shape == (40, 96, 3) and not np.array_equal(keep, squash)
-    L = [utils.rgb_to_lab(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0]
+    L = [colorize.rgb_to_lab(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0]
          for a in (keep, squash, np.asarray(Image.open(tmp_path / "in" / "wide.png").convert("RGB")))]
     assert (L[0] - L[2]).abs().max() < 1.5 and (L[1] - L[2]).abs().max() < 1.5

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import colorize
 import generate
-import model
+import tasks
 import utils
 from conftest import truncate, write_image
 
@@ -35,7 +36,7 @@ def checkpoints(tmp_path_factory):
     paths = {}
     for task, netG in [("colorize", "unet"), ("inpaint", "context-encoder")]:
         torch.manual_seed(0)
-        G = model.build_generator(task, netG, SIZE, 4, "batch", 8)
+        G = tasks.build_generator(task, netG, SIZE, 4, "batch", 8)
         for m in G.modules():  # running statistics that are not the identity, as after training
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2)
@@ -154,11 +155,11 @@ def test_colorize_bands_equal_the_whole_image(monkeypatch, mode):
     page = Image.fromarray(rng.integers(0, 256, (203, 157, 3)).astype(np.uint8)).convert(mode)
     fake = torch.from_numpy(rng.uniform(-0.8, 0.8, (2, 48, 40)).astype(np.float32))
     item = dict(crop=(5, 3, 40, 31))  # the image inside the network's padding
-    monkeypatch.setattr(generate, "BAND_PIXELS", 157 * 10)  # bands of 10 rows
-    banded = np.concatenate([out for _, out in generate.finish_colorize(item, fake, page, None)])
+    monkeypatch.setattr(utils, "BAND_PIXELS", 157 * 10)  # bands of 10 rows
+    banded = np.concatenate([out for _, out in colorize.TASK.finish_image(item, fake, page, None)])
     rgb = torch.from_numpy(np.array(page.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
-    ab = F.interpolate(fake[None, :, 5:45, 3:34] * utils.AB_SCALE, size=(203, 157), mode="bilinear", align_corners=False)
-    whole = utils.lab_to_rgb(torch.cat([utils.rgb_to_lab(rgb)[:, :1], ab], dim=1))[0]
+    ab = F.interpolate(fake[None, :, 5:45, 3:34] * colorize.AB_SCALE, size=(203, 157), mode="bilinear", align_corners=False)
+    whole = colorize.lab_to_rgb(torch.cat([colorize.rgb_to_lab(rgb)[:, :1], ab], dim=1))[0]
     whole = (whole * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
     assert np.abs(banded.astype(int) - whole).max() <= 1 and (banded != whole).mean() < 0.01
 
@@ -166,7 +167,7 @@ def test_colorize_bands_equal_the_whole_image(monkeypatch, mode):
 def test_inpaint_bands_equal_one_band(tmp_path, checkpoints, monkeypatch):
     write_image(tmp_path / "in" / "photo.png", size=(90, 70), seed=4)
     run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "whole")
-    monkeypatch.setattr(generate, "BAND_PIXELS", 90 * 3)
+    monkeypatch.setattr(utils, "BAND_PIXELS", 90 * 3)
     run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "bands", "--save-comparison")
     assert np.array_equal(outputs(tmp_path / "whole")["photo.png"], outputs(tmp_path / "bands")["photo.png"])
 
@@ -197,14 +198,14 @@ def test_worker_processes_write_the_same_outputs(tmp_path, checkpoints, monkeypa
 
 @pytest.mark.parametrize("size, network", [((64, 2000), (8, 256)), ((2000, 64), (256, 8)), ((3000, 2000), (48, 32))])
 def test_extreme_aspects_keep_their_aspect_and_size(tmp_path, checkpoints, size, network):
-    assert generate.colorize_shape(*size, SIZE) == network  # at most 8:1 padded, else shrunk
+    assert colorize.network_shape(*size, SIZE) == network  # at most 8:1 padded, else shrunk
     write_image(tmp_path / "in" / "page.png", size=size, mode="L")
     assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
     gray = np.asarray(Image.open(tmp_path / "in" / "page.png"))
     out = outputs(tmp_path / "out")["page.png"]
     assert out.shape == (size[1], size[0], 3)
-    L_in = 116 * utils.lab_f(utils.luminance(gray)) - 16
-    L_out = 116 * utils.lab_f(utils.luminance(out)) - 16
+    L_in = 116 * colorize.lab_f(colorize.luminance(gray)) - 16
+    L_out = 116 * colorize.lab_f(colorize.luminance(out)) - 16
     assert np.median(np.abs(L_in - L_out)) < 1.0  # the page's own L, within 8-bit rounding
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import colorize
 import utils
 
 # Sharma, Wu and Dalal (2005), Table 1: L1, a1, b1, L2, a2, b2, dE00. The pairs probe the hue wrap at
@@ -52,7 +53,7 @@ def as_lab_images(rows):
 
 def test_ciede2000_matches_sharma_table():
     table = np.array(SHARMA_PAIRS)
-    dE = utils.ciede2000(as_lab_images(table[:, :3]), as_lab_images(table[:, 3:6]))
+    dE = colorize.ciede2000(as_lab_images(table[:, :3]), as_lab_images(table[:, 3:6]))
     assert dE.shape == (1, 1, len(SHARMA_PAIRS)) and dE.dtype == torch.float64
     np.testing.assert_allclose(dE[0, 0].numpy(), table[:, 6], atol=1e-4)
 
@@ -63,17 +64,17 @@ def test_ciede2000_is_symmetric_and_zero_on_equal_colours():
     lab1 = np.concatenate([table[:, :3], rng.uniform([0, -110, -110], [100, 110, 110], (200, 3))])
     lab2 = np.concatenate([table[:, 3:6], rng.uniform([0, -110, -110], [100, 110, 110], (200, 3))])
     lab1, lab2 = as_lab_images(lab1), as_lab_images(lab2)
-    np.testing.assert_allclose(utils.ciede2000(lab1, lab2).numpy(), utils.ciede2000(lab2, lab1).numpy(), atol=1e-9)
+    np.testing.assert_allclose(colorize.ciede2000(lab1, lab2).numpy(), colorize.ciede2000(lab2, lab1).numpy(), atol=1e-9)
     grays = as_lab_images([[0, 0, 0], [50, 0, 0], [100, 0, 0]])
-    assert torch.equal(utils.ciede2000(grays, grays), torch.zeros(1, 1, 3, dtype=torch.float64))
+    assert torch.equal(colorize.ciede2000(grays, grays), torch.zeros(1, 1, 3, dtype=torch.float64))
 
 
 def test_mean_ciede2000_averages_pixels_of_each_image():
     rng = np.random.default_rng(1)
     a, b = torch.from_numpy(rng.random((2, 3, 5, 7))), torch.from_numpy(rng.random((2, 3, 5, 7)))
-    per_pixel = utils.ciede2000(utils.rgb_to_lab(a), utils.rgb_to_lab(b))
-    np.testing.assert_allclose(utils.mean_ciede2000(a, b).numpy(), per_pixel.mean((1, 2)).numpy(), rtol=1e-6)
-    assert torch.equal(utils.mean_ciede2000(a, a), torch.zeros(2, dtype=torch.float64))
+    per_pixel = colorize.ciede2000(colorize.rgb_to_lab(a), colorize.rgb_to_lab(b))
+    np.testing.assert_allclose(colorize.mean_ciede2000(a, b).numpy(), per_pixel.mean((1, 2)).numpy(), rtol=1e-6)
+    assert torch.equal(colorize.mean_ciede2000(a, a), torch.zeros(2, dtype=torch.float64))
 
 
 def numpy_colourfulness(rgb):  # (H, W, 3) in [0, 255]
@@ -88,9 +89,9 @@ def test_colourfulness_matches_numpy_and_is_zero_for_gray():
     images[1] //= 4  # a duller one
     rgb = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     expected = [numpy_colourfulness(im) for im in images]
-    np.testing.assert_allclose(utils.colourfulness(rgb).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(colorize.colourfulness(rgb).numpy(), expected, rtol=1e-6)
     gray = torch.rand(2, 1, 9, 11).expand(2, 3, 9, 11)
-    assert utils.colourfulness(gray).abs().max() < 1e-9
+    assert colorize.colourfulness(gray).abs().max() < 1e-9
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 4, 6), (3, 3, 8, 8)])

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import model
+import tasks
 
 
 def test_pix2pix_parameter_counts():
@@ -19,10 +20,10 @@ def test_context_encoder_parameter_counts():
 
 
 def test_builders_match_the_tasks():
-    G = model.build_generator("colorize", "unet", 256)
-    D = model.build_discriminator("colorize", "unet", "patch", 256)
+    G = tasks.build_generator("colorize", "unet", 256)
+    D = tasks.build_discriminator("colorize", "unet", "patch", 256)
     assert (model.num_params(G), model.num_params(D)) == (54_409_858, 2_765_633)
-    assert model.num_params(model.build_generator("inpaint", "context-encoder", 128)) == 71_124_544
+    assert model.num_params(tasks.build_generator("inpaint", "context-encoder", 128)) == 71_124_544
 
 
 @pytest.mark.parametrize("size, depth", [(32, 5), (64, 6), (128, 7), (256, 8)])
@@ -59,7 +60,7 @@ def test_bad_sizes_are_refused():
 
 def test_weight_init():
     torch.manual_seed(0)
-    G = model.build_generator("colorize", "unet", 256)
+    G = tasks.build_generator("colorize", "unet", 256)
     conv = G.downs[1][1].weight
     norm = G.downs[1][2]
     assert abs(conv.std().item() - 0.02) < 0.001 and abs(conv.mean().item()) < 0.001

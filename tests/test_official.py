@@ -1,4 +1,4 @@
-"""model.load_generator on official pix2pix checkpoints, this repo's checkpoints and files that are neither."""
+"""tasks.load_generator on official pix2pix checkpoints, this repo's checkpoints and files that are neither."""
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +6,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+import colorize
 import model
+import official
+import tasks
 import utils
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_pix2pix"
@@ -14,12 +17,12 @@ FIXTURE = Path(__file__).parent / "fixtures" / "official_pix2pix"
 
 def fixture_input():
     rgb = utils.pil_to_tensor(utils.load_image(FIXTURE / "input.png"))[None]  # (1, 3, 256, 256) uint8
-    x, _ = utils.colorize_pair(rgb)  # L / 50 - 1
+    x, _ = colorize.colorize_pair(rgb)  # L / 50 - 1
     return x
 
 
 def test_official_checkpoint_reproduces_the_official_outputs():
-    G, cfg = model.load_generator(FIXTURE / "latest_net_G.pth")
+    G, cfg = tasks.load_generator(FIXTURE / "latest_net_G.pth")
     assert cfg["task"] == "colorize" and cfg["netG"] == "unet" and cfg["source"] == "official"
     assert (cfg["image_size"], cfg["ngf"], cfg["norm"]) == (256, 4, "batch") and isinstance(cfg["bottleneck"], int)
     x = fixture_input()
@@ -31,7 +34,7 @@ def test_official_checkpoint_reproduces_the_official_outputs():
 
 
 def test_train_opt_is_parsed():
-    opts = model.read_train_opt(FIXTURE / "train_opt.txt")
+    opts = official.read_train_opt(FIXTURE / "train_opt.txt")
     assert opts["netG"] == "unet_256" and opts["ngf"] == "4" and opts["norm"] == "batch"
     assert (opts["input_nc"], opts["output_nc"], opts["no_dropout"]) == ("1", "2", "False")
     assert opts["name"] == "comics_colorization" and opts["model"] == "colorization"  # '[default: ...]' dropped
@@ -81,7 +84,7 @@ def test_unet_128_official_layout_loads_equivalently(tmp_path, norm):
     official = official_unet(7, 2, norm)
     torch.save(official.state_dict(), tmp_path / "latest_net_G.pth")
     (tmp_path / "train_opt.txt").write_text(f"---- Options ----\n    netG: unet_128\n    norm: {norm}\n---- End ----\n")
-    G, cfg = model.load_generator(tmp_path / "latest_net_G.pth")
+    G, cfg = tasks.load_generator(tmp_path / "latest_net_G.pth")
     assert (cfg["image_size"], cfg["ngf"], cfg["norm"]) == (128, 2, norm)
     x = torch.rand(1, 1, 128, 128) * 2 - 1
     with torch.no_grad():
@@ -98,22 +101,22 @@ def test_unet_128_official_layout_loads_equivalently(tmp_path, norm):
 
 def test_no_dropout_option_removes_dropout(tmp_path):
     torch.save(official_unet(7, 2, "batch").state_dict(), tmp_path / "latest_net_G.pth")
-    G, _ = model.load_generator(tmp_path / "latest_net_G.pth", overrides={"no_dropout": True})
+    G, _ = tasks.load_generator(tmp_path / "latest_net_G.pth", overrides={"no_dropout": True})
     assert not any(isinstance(m, nn.Dropout) for m in G.modules())
 
 
 def test_this_repos_checkpoints_and_exports_load(tmp_path):
     for cfg in (dict(task="colorize", netG="unet", image_size=32, ngf=4, norm="batch", bottleneck=0),
                 dict(task="inpaint", netG="context-encoder", image_size=32, ngf=4, norm="batch", bottleneck=16)):
-        G = model.build_generator(*(cfg[k] for k in model.GENERATOR_KEYS))
+        G = tasks.build_generator(*(cfg[k] for k in tasks.GENERATOR_KEYS))
         torch.save({"G": G.state_dict(), "config": cfg, "opt_G": {"state": {}}, "step": 3}, tmp_path / "last.pt")
-        loaded, loaded_cfg = model.load_generator(tmp_path / "last.pt")
+        loaded, loaded_cfg = tasks.load_generator(tmp_path / "last.pt")
         assert loaded_cfg == cfg
         for k, v in G.state_dict().items():
             assert torch.equal(loaded.state_dict()[k], v), k
         half = {k: v.bfloat16() if v.is_floating_point() else v for k, v in G.state_dict().items()}
         torch.save({"G": half, "config": cfg, "format": "generator"}, tmp_path / "model.pt")
-        loaded, _ = model.load_generator(tmp_path / "model.pt")
+        loaded, _ = tasks.load_generator(tmp_path / "model.pt")
         assert all(p.dtype == torch.float32 for p in loaded.parameters())
         for k, v in half.items():
             assert torch.equal(loaded.state_dict()[k], v.float() if v.is_floating_point() else v), k
@@ -122,7 +125,7 @@ def test_this_repos_checkpoints_and_exports_load(tmp_path):
 def test_legacy_serialization_loads_without_mmap(tmp_path):
     legacy = dict(_use_new_zipfile_serialization=False)  # the format of torch < 1.6, which mmap cannot read
     torch.save(official_unet(7, 2, "batch").state_dict(), tmp_path / "latest_net_G.pth", **legacy)
-    G, cfg = model.load_generator(tmp_path / "latest_net_G.pth")
+    G, cfg = tasks.load_generator(tmp_path / "latest_net_G.pth")
     assert cfg["image_size"] == 128
 
 
@@ -134,10 +137,10 @@ def bad_files(tmp_path):
     (tmp_path / "facades").mkdir()
     torch.save(official_unet(7, 2, "batch", in_ch=3, out_ch=3).state_dict(), tmp_path / "facades" / "latest_net_G.pth")
     cfg = dict(task="colorize", netG="unet", image_size=32, ngf=4, norm="batch", bottleneck=0)
-    state = model.build_generator(*(cfg[k] for k in model.GENERATOR_KEYS)).state_dict()
+    state = tasks.build_generator(*(cfg[k] for k in tasks.GENERATOR_KEYS)).state_dict()
     state.pop("ups.0.1.weight")
     torch.save({"G": state, "config": cfg}, tmp_path / "missing_key.pt")
-    wider = model.build_generator("colorize", "unet", 32, 8).state_dict()
+    wider = tasks.build_generator("colorize", "unet", 32, 8).state_dict()
     torch.save({"G": wider, "config": cfg}, tmp_path / "wrong_shape.pt")
     torch.save({"G": {}, "config": {"task": "colorize"}}, tmp_path / "no_config.pt")
     torch.save(official_unet(7, 2, "batch").state_dict(), tmp_path / "official_128.pth")
@@ -149,6 +152,6 @@ def bad_files(tmp_path):
 def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):
     for name, overrides in bad_files(tmp_path).items():
         with pytest.raises(ValueError) as error:
-            model.load_generator(tmp_path / name, overrides)
+            tasks.load_generator(tmp_path / name, overrides)
         message = str(error.value)
         assert str(tmp_path / name) in message and "\n" not in message, message

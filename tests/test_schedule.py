@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-import tasks
 import train
+from colorize import Colorize
 from conftest import tiny_args, write_image
 
 
@@ -63,7 +63,7 @@ def test_presets(tmp_path):
     tree = organized_tree(tmp_path / "tree")
     small, _ = train.resolve_config(train.get_parser().parse_args(["--data", str(tree), "--out", str(tmp_path / "s")]), None)
     assert (small.batch_size, small.epochs, small.epochs_decay, small.norm_stats) == (1, 100, 100, "image")
-    big = dict(tasks.Colorize.paper, **tasks.Colorize.large_set)
+    big = dict(Colorize.paper, **Colorize.large_set)
     assert (big["batch_size"], big["epochs"] + big["epochs_decay"]) == (4, 6)
 
 

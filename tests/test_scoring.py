@@ -7,7 +7,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 import generate
-import model
+import tasks
 import utils
 
 
@@ -105,7 +105,7 @@ def tiny_checkpoint(path, task):
     netG = "unet" if task == "colorize" else "context-encoder"
     cfg = dict(task=task, netG=netG, image_size=32, ngf=4, norm="batch", bottleneck=8, fill="white", patch=16,
                overlap=0, norm_stats="running", dropout="off")
-    G = model.build_generator(task, netG, 32, 4, "batch", 8)
+    G = tasks.build_generator(task, netG, 32, 4, "batch", 8)
     utils.save_checkpoint({"G": G.state_dict(), "config": cfg}, path)
     return path
 

@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+import colorize
+import inpaint
 import utils
 
 
@@ -11,7 +13,7 @@ def pixels(*rgb):
 
 def test_lab_known_values():
     """sRGB D65 references (as skimage.color.rgb2lab)."""
-    lab = utils.rgb_to_lab(pixels((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1), (0, 0, 0), (0.5, 0.5, 0.5)))[0, :, :, 0].T
+    lab = colorize.rgb_to_lab(pixels((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1), (0, 0, 0), (0.5, 0.5, 0.5)))[0, :, :, 0].T
     expected = torch.tensor([[53.24, 80.09, 67.20], [87.73, -86.18, 83.18], [32.30, 79.19, -107.86],
                              [100, 0, 0], [0, 0, 0], [53.39, 0, 0]])
     assert torch.allclose(lab, expected, atol=0.02)
@@ -19,40 +21,40 @@ def test_lab_known_values():
 
 def test_lab_round_trip():
     rgb = torch.rand(2, 3, 16, 16)
-    assert torch.allclose(utils.lab_to_rgb(utils.rgb_to_lab(rgb)), rgb, atol=1e-4)
+    assert torch.allclose(colorize.lab_to_rgb(colorize.rgb_to_lab(rgb)), rgb, atol=1e-4)
 
 
 def test_colorize_pair_is_normalized():
     images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
-    x, y = utils.colorize_pair(images)
+    x, y = colorize.colorize_pair(images)
     assert x.shape == (4, 1, 8, 8) and y.shape == (4, 2, 8, 8)
     assert x.min() >= -1 and x.max() <= 1 and y.abs().max() <= 1
-    assert torch.allclose(utils.colorize_rgb(x, y), images.float() / 255, atol=1e-3)
-    gray = utils.colorize_rgb(x, torch.zeros_like(y))
+    assert torch.allclose(colorize.colorize_rgb(x, y), images.float() / 255, atol=1e-3)
+    gray = colorize.colorize_rgb(x, torch.zeros_like(y))
     assert torch.allclose(gray[:, 0], gray[:, 1], atol=1e-3) and torch.allclose(gray[:, 1], gray[:, 2], atol=1e-3)
 
 
 def test_hole_masks_and_overlap():
     boxes = torch.tensor([[16, 16], [0, 32]])
-    area, hole = utils.box_mask(boxes, 64, 32), utils.box_mask(boxes, 64, 32, shrink=4)
+    area, hole = inpaint.box_mask(boxes, 64, 32), inpaint.box_mask(boxes, 64, 32, shrink=4)
     assert area.sum((1, 2, 3)).tolist() == [1024, 1024] and hole.sum((1, 2, 3)).tolist() == [576, 576]
     assert hole[1, 0, 4:28, 36:60].all() and hole[1, 0, :4].sum() == 0
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
-    x, y, weight, hole, real = utils.inpaint_pair(images, boxes, 32, 4, "white", "context-encoder")
+    x, y, weight, hole, real = inpaint.inpaint_pair(images, boxes, 32, 4, "white", "context-encoder")
     assert y.shape == (2, 3, 32, 32) and torch.equal(y[1], real[1, :, 0:32, 32:64])
     assert (x[hole.expand_as(x) > 0] == 1).all()  # the hole is white
     assert torch.equal(x[hole.expand_as(x) == 0], real[hole.expand_as(real) == 0])  # the rest untouched
-    assert weight[0, 0, 0, 0] == utils.OVERLAP_WEIGHT and weight[0, 0, 16, 16] == 1
-    x_unet, y_unet, w_unet, _, _ = utils.inpaint_pair(images, boxes, 32, 0, "mean", "unet")
+    assert weight[0, 0, 0, 0] == inpaint.OVERLAP_WEIGHT and weight[0, 0, 16, 16] == 1
+    x_unet, y_unet, w_unet, _, _ = inpaint.inpaint_pair(images, boxes, 32, 0, "mean", "unet")
     assert x_unet.shape == (2, 4, 64, 64) and y_unet.shape == (2, 3, 64, 64) and w_unet[0, 0, 0, 0] == 0
 
 
 def test_inpaint_output_takes_only_the_hole():
     real = torch.rand(2, 3, 32, 32) * 2 - 1
     boxes = torch.tensor([[8, 8], [8, 8]])
-    hole = utils.box_mask(boxes, 32, 16, 2)
-    x = utils.fill_hole(real, hole, "white")
-    out = utils.inpaint_output(x, torch.zeros(2, 3, 16, 16), boxes, hole, "context-encoder")
+    hole = inpaint.box_mask(boxes, 32, 16, 2)
+    x = inpaint.fill_hole(real, hole, "white")
+    out = inpaint.inpaint_output(x, torch.zeros(2, 3, 16, 16), boxes, hole, "context-encoder")
     assert torch.equal(out[hole.expand_as(out) == 0], real[hole.expand_as(real) == 0])
     assert (out[hole.expand_as(out) > 0] == 0).all()
 
