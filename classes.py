@@ -26,7 +26,7 @@ from multiprocessing.dummy import Pool as ThreadPool
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, default_collate
 from tqdm import tqdm
 
 import utils
@@ -306,7 +306,7 @@ def _reorganize_one(task, size, prepare):
     src, dst = task
     if os.path.exists(dst):
         return "skipped", src, None
-    tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.tmp")  # same folder: os.replace is atomic
+    tmp = str(utils.temporary_name(dst))
     try:
         if size is None:
             shutil.copyfile(src, tmp)  # bytes unchanged, nothing decoded: copying is for speed
@@ -465,17 +465,22 @@ class ResumableSampler(DistributedSampler):
 
 
 class ImageDataset(Dataset):
-    """Images from files. An unreadable file (empty, truncated, not an image) is reported once, counted in
-    `skipped`, and replaced by the next readable one: a bad file never stops a 200-epoch run."""
+    """Images from files, each item the task's transform of one image and, last, the index of the file it
+    came from. An unreadable file (empty, truncated, not an image) is reported once and counted once in
+    `skipped`, whichever loader worker meets it first. For training (replace=True) it is replaced by the
+    next readable one, so a bad file never stops a 200-epoch run; for scoring (replace=False) it is left
+    out (the item is None, dropped by collate_readable), so that no image is scored twice."""
 
     MAX_TRIES = 100  # consecutive unreadable files before giving up: then the tree itself is broken
 
-    def __init__(self, files, transform):
+    def __init__(self, files, transform, replace=True):
         # One numpy array, not a list of 1.2 million Path objects: reading Python objects in forked
         # workers touches their refcounts and slowly copies the whole list into every worker.
         self.files = np.array([os.fsencode(f) for f in files], dtype=np.bytes_)
-        self.transform = transform
-        self.skipped = mp.Value("i", 0)  # shared with the worker processes, read by the training loop
+        self.transform, self.replace = transform, replace
+        # Shared with the loader's worker processes: the distinct unreadable files (a byte a file).
+        self.skipped = mp.Value("i", 0)
+        self.unreadable = mp.RawArray("b", len(files))
 
     def __len__(self):
         return len(self.files)
@@ -488,17 +493,28 @@ class ImageDataset(Dataset):
         img, reason = utils.try_load_image(path, self.transform.min_side)
         if img is None:
             with self.skipped.get_lock():
-                self.skipped.value += 1
-            print(f"warning: skipping unreadable image {path} ({reason})", file=sys.stderr)
+                first = not self.unreadable[index]
+                self.unreadable[index] = 1
+                self.skipped.value += first
+            if first:
+                print(f"warning: skipping unreadable image {utils.shown(path)} ({reason})", file=sys.stderr)
         return img
 
     def __getitem__(self, item):
         index, seed, epoch = item if isinstance(item, tuple) else (item, 0, 0)
-        for k in range(self.MAX_TRIES):
+        for k in range(self.MAX_TRIES if self.replace else 1):
             img = self.load((index + k) % len(self))
             if img is not None:
-                return self.transform(img, np.random.default_rng([seed, epoch, index]))
+                return (*self.transform(img, np.random.default_rng([seed, epoch, index])), (index + k) % len(self))
+        if not self.replace:
+            return None
         raise RuntimeError(f"{self.MAX_TRIES} unreadable images in a row from image {index}: check the dataset")
+
+
+def collate_readable(items):
+    """A batch of the items that are not None (readable images), or None if there are none."""
+    items = [item for item in items if item is not None]
+    return default_collate(items) if items else None
 
 
 if __name__ == "__main__":

@@ -284,7 +284,7 @@ class Colorize:
         return dict(lambda_adv=1.0, lr_g_mult=1.0, norm_stats="image" if cfg["batch_size"] == 1 else "running")
 
     def problems(self, cfg):
-        return [] if cfg["netG"] == "unet" else ["colorize uses --netG unet"]
+        return [f"colorize uses --{k} {v}" for k, v in (("netG", "unet"), ("netD", "patch")) if cfg[k] != v]
 
     def smallest_batch(self, cfg):
         return 1

@@ -6,10 +6,14 @@
     python generate.py --checkpoint last.pt --input photo.jpg --output out/ --mask hole.png --device cuda
 
 The task, the network and its resolution come from the checkpoint. --input is a file or a folder
-(walked recursively, following links but entering every real folder once); outputs mirror the relative
-paths in --output as PNG. Inputs are never written: an --output inside --input is refused. Unreadable
-images and images over --max-pixels (read from the header, before decoding) are reported with their
-reason and skipped, and the exit status is 1 if any failed.
+(walked recursively, following links but entering every real folder once, opening regular files only);
+outputs mirror the relative paths in --output as PNG: a/b.jpg -> a/b.png, and where two inputs of a
+folder would meet (a.jpg and a.png) each keeps its whole name (a.jpg.png, a.png.png). Inputs are never
+written: an --output inside --input is refused. Unreadable images and images over --max-pixels (read from
+the header, before decoding) are reported with their reason and skipped, and the exit status is 1 if any
+failed. Each output records the checkpoint and settings that made it (OUTPUT/generate.json, and a tag in
+the PNG): a rerun goes on where a run stopped and never mixes outputs of another checkpoint or settings
+into the folder (--overwrite redoes them all).
 
 How an image of any size becomes the network's input and how the output is put back together at full
 resolution is the task's own (colorize.py: the image's L at its own aspect in, the predicted ab upsampled
@@ -21,11 +25,16 @@ batches, the workers, the files written and the scores.
 """
 import argparse
 import collections
+import concurrent.futures
 import contextlib
+import hashlib
+import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,38 +47,46 @@ import model
 import tasks
 import utils
 
+RECORD = "generate.json"  # OUTPUT/generate.json: what made the outputs, by tag
+KILLED = "its worker process was killed (out of memory?)"
+
+
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = utils.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # data
     p.add_argument("--checkpoint", required=True, help="last.pt or best.pt of a run")
     p.add_argument("--input", required=True, help="an image or a folder of images (recursive)")
     p.add_argument("--output", required=True, help="folder for the PNG results (never inside --input)")
-    p.add_argument("--max-pixels", type=int, default=2 * Image.MAX_IMAGE_PIXELS, help="skip larger images, "
-                   "judged from the header (default: Pillow's decompression-bomb limit, about 179 megapixels)")
+    p.add_argument("--max-pixels", type=utils.POSITIVE_INT, default=2 * Image.MAX_IMAGE_PIXELS, help="skip larger "
+                   "images, judged from the header (default: Pillow's decompression-bomb limit, about 179 megapixels)")
     p.add_argument("--mask", default="auto", help="inpaint: 'auto' (a white square near the center is the "
                    "hole, else the center is blanked), 'center', or a mask image (white = hole)")
     p.add_argument("--save-comparison", action="store_true", help="also write <name>.comparison.png [input | output]")
-    p.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
+    p.add_argument("--overwrite", action="store_true", help="redo every image, also those whose output exists")
     p.add_argument("--reference", type=reference_folder, help="folder of the true images (same relative paths, "
-                   "any extension): score the outputs written into OUTPUT/scores.csv and scores.json")
+                   "any extension): score every output into OUTPUT/scores.csv and scores.json")
     # model at test time
-    p.add_argument("--size", type=int, help="network resolution; colorize: of the shorter side (default: the training size)")
+    p.add_argument("--size", type=utils.POSITIVE_INT, help="network resolution; colorize: of the shorter side "
+                   "(default: the training size)")
     p.add_argument("--aspect", choices=["keep", "squash"], default="keep", help="colorize: the network sees the image "
                    "at its own aspect (as in training), or squashed to a --size square (as before; see README)")
+    p.add_argument("--ab-upsample", choices=["joint-bilateral", "bilinear"], default="joint-bilateral", help="colorize: "
+                   "the predicted colour to the page's size, edge-aware by the page's L (default; docs/colour.md) or bilinear")
     p.add_argument("--norm-stats", choices=model.NORM_STATS, help="BatchNorm statistics: each image's own or the "
                    "running averages of training (default: the checkpoint's choice, else running)")
     p.add_argument("--dropout", choices=["off", "on"],
                    help="dropout at test time (default: the checkpoint's choice, else off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout, combined with each image's path")
     # system
-    p.add_argument("--batch-size", type=int, default=8, help="images per network batch")
+    p.add_argument("--batch-size", type=utils.POSITIVE_INT, default=8, help="images per network batch")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto",
                    help="autocast precision (auto: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="NHWC memory format (default; the U-Net's transposed convolutions are 25%% faster on a CPU)")
-    p.add_argument("--workers", type=int, help="processes that each take their share of the images through "
-                   "decoding, the network and the PNG (0 or 1: this process alone; default: one per CPU core)")
+    p.add_argument("--workers", type=utils.NATURAL, help="processes that each take their share of the images through "
+                   "decoding, the network and the PNG (0 or 1: this process alone; default: one per CPU core on "
+                   "the CPU, none beside a GPU)")
     return p
 
 
@@ -79,12 +96,10 @@ def get_parser():
 
 
 def prepare(job, run):
-    """A job (source, destination, key) -> its item: the network input and what finishing needs, or
-    the reason it failed."""
-    src, dst, key = job
-    item = dict(src=src, dst=dst, key=key)
+    """A job -> its item: the network input and what finishing needs, or the reason it failed."""
+    item = dict(job)
     try:
-        item.update(run.task.prepare_image(src, run))
+        item.update(run.task.prepare_image(job["src"], run))
     except Exception as e:  # a bad file is reported with its reason, the others go on
         item["error"] = utils.one_line(e)
     return item
@@ -114,22 +129,30 @@ def write_result(item, fake, run):
     try:
         page = utils.read_page(item["src"], run.max_pixels)
         pieces = run.task.finish_image(item, fake, page, run)
-        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, keep=bool(run.reference))
+        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, run.tag, keep=bool(run.reference))
         if run.reference:
-            hole = run.task.output_hole(item, page.size, run)
-            item["scores"] = score_output(item["dst"], output, hole, run.reference, run.output, run.cfg["task"])
+            item["scores"] = score_output(item, output, run.task.output_hole(item, page.size, run), run)
     except Exception as e:  # as in prepare: this image fails, the others go on
         item["error"] = utils.one_line(e)
 
 
-def write_outputs(dst, size, pieces, comparison, keep):
-    """Stream (input band, output band) pairs into dst, and [input | output] into <name>.comparison.png
-    -> the whole output if keep (to score it), else None."""
+def rescore(item, run):
+    """Score an output that an earlier run of the same checkpoint and settings wrote."""
+    try:
+        output = np.array(utils.load_image(item["dst"]))
+        item["scores"] = score_output(item, output, run.task.output_hole(item, output.shape[1::-1], run), run)
+    except Exception as e:  # an output broken since: report it, the others go on
+        item["error"] = f"cannot score {utils.shown(item['dst'])}: {utils.one_line(e)}"
+
+
+def write_outputs(dst, size, pieces, comparison, tag, keep):
+    """Stream (input band, output band) pairs into dst, and [input | output] into its comparison, each
+    tagged with what made it -> the whole output if keep (to score it), else None."""
     W, H = size
     kept = []
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(utils.PngWriter(dst, W, H))
-        both = stack.enter_context(utils.PngWriter(dst.with_suffix(".comparison.png"), 2 * W, H)) if comparison else None
+        out = stack.enter_context(utils.PngWriter(dst, W, H, {TAG_KEY: tag}))
+        both = stack.enter_context(utils.PngWriter(comparison_of(dst), 2 * W, H, {TAG_KEY: tag})) if comparison else None
         for band, result in pieces:
             out.write(result)
             if both:
@@ -140,41 +163,129 @@ def write_outputs(dst, size, pieces, comparison, keep):
 
 
 def process(jobs, run):
-    """Jobs -> one record per job: its source and its error, or how its hole was found, or its scores."""
+    """Jobs -> one record per job: its source and its error, or how its hole was found, or its scores.
+    Jobs marked "score" have their output already: it is only scored."""
     items = [prepare(job, run) for job in jobs]
-    for batch in same_shape_batches([item for item in items if "error" not in item], run.batch_size):
+    for item in items:
+        if item.get("score") and "error" not in item:
+            rescore(item, run)
+    made = [item for item in items if "error" not in item and not item.get("score")]
+    for batch in same_shape_batches(made, run.batch_size):
         for item, fake in zip(batch, run_network(batch, run)):
             write_result(item, fake, run)
-    return [{k: item[k] for k in ("src", "error", "how", "scores") if k in item} for item in items]
+    return [{k: item[k] for k in ("src", "error", "how", "scores", "score") if k in item} for item in items]
 
 
 # ----------------------------------------------------------------------------------------------------
+# The folders: where each output goes, what is done already, and what made it.
+
+TAG_KEY = "generate.py"  # the PNG text chunk that names what made an output (a key of OUTPUT/generate.json)
 
 
-def plan_jobs(input_path, output_dir, overwrite):
-    """(source, destination, key) of every image, refusing any destination that is or would contain an
-    input; the key, the source's path below --input, seeds the image's dropout."""
-    input_path, output_dir = Path(input_path).resolve(), Path(output_dir).resolve()
+def comparison_of(dst):
+    return dst.with_suffix(".comparison.png")
+
+
+def output_names(relative, comparison):
+    """{input path: output path}, relative to --input and --output: a/b.jpg -> a/b.png. Inputs whose
+    outputs (or comparisons) would meet keep their whole name instead: a.jpg -> a.jpg.png, a.png ->
+    a.png.png. Whole names never meet (each ends in its own image extension, then .png), so this ends."""
+    whole = set()
+    while True:
+        names = {rel: rel.with_name(rel.name + ".png") if rel in whole else rel.with_suffix(".png") for rel in relative}
+        claims = collections.defaultdict(list)
+        for rel, out in names.items():
+            for claimed in (out, comparison_of(out)) if comparison else (out,):
+                claims[claimed].append(rel)
+        meeting = {rel for rels in claims.values() if len(rels) > 1 for rel in rels} - whole
+        if not meeting:
+            return names
+        whole |= meeting
+
+
+def check_folders(input_path, output_dir):
+    """Refuse an --input that is not there and an --output inside it or that cannot be written, before
+    anything else: the output folder is made and a file is written in it and removed."""
     if not input_path.exists():
         raise SystemExit(f"error: --input {input_path} does not exist")
-    root = input_path if input_path.is_dir() else input_path.parent
     if input_path.is_dir() and (output_dir == input_path or input_path in output_dir.parents):
         raise SystemExit(f"error: --output {output_dir} is inside --input {input_path}: inputs are never written over")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SystemExit(f"error: --output {output_dir} is a file, not a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe, path = utils.temporary_beside(output_dir / RECORD)
+        probe.close()
+        path.unlink()
+    except OSError as e:
+        raise SystemExit(f"error: cannot write into --output {output_dir}: {e.strerror or utils.one_line(e)}")
+
+
+def plan_jobs(input_path, output_dir, comparison):
+    """A job {src, dst, key, rel} for every image below --input, refusing any destination that is an
+    input; the key, the source's path below --input, seeds the image's dropout."""
+    input_path, output_dir = Path(input_path).resolve(), Path(output_dir).resolve()
+    check_folders(input_path, output_dir)
     files = utils.list_images(input_path, avoid=[output_dir])
+    root = input_path if input_path.is_dir() else input_path.parent
     relative = [f.relative_to(root) for f in files]
-    # a.jpg and a.png in one folder would both become a.png: name those a_jpg.png, a_png.png
-    taken = collections.Counter(rel.with_suffix(".png") for rel in relative)
-
-    def destination(rel):
-        png = rel.with_suffix(".png")
-        return output_dir / (png if taken[png] == 1 else rel.with_name(f"{rel.stem}_{rel.suffix[1:]}.png"))
-
-    jobs = [(f, destination(rel), rel.as_posix()) for f, rel in zip(files, relative)]
+    names = output_names(relative, comparison)
+    jobs = [dict(src=f, dst=output_dir / names[rel], image=utils.shown(names[rel]), key=rel.as_posix(), rel=rel)
+            for f, rel in zip(files, relative)]
     inputs = set(files)
-    for _, dst, _ in jobs:
-        if dst in inputs:
-            raise SystemExit(f"error: the output {dst} would overwrite an input: choose another --output")
-    return files, [job for job in jobs if overwrite or not job[1].exists()]
+    for job in jobs:
+        if job["dst"] in inputs or (comparison and comparison_of(job["dst"]) in inputs):
+            raise SystemExit(f"error: the output {utils.shown(job['dst'])} would overwrite an input: choose another --output")
+    return jobs
+
+
+def describe_run(run, args):
+    """What makes the outputs what they are: the checkpoint file and the settings -> (tag, record)."""
+    ckpt = Path(args.checkpoint).resolve()
+    mask = args.mask if args.mask in ("auto", "center") else utils.shown(Path(args.mask).resolve())
+    record = {"checkpoint": {"file": utils.shown(ckpt), "bytes": ckpt.stat().st_size, "modified_ns": ckpt.stat().st_mtime_ns},
+              "settings": {"task": run.cfg["task"], "size": run.size, "aspect": args.aspect,
+                           "ab_upsample": args.ab_upsample, "mask": mask, "norm_stats": run.norm_stats,
+                           "dropout": run.dropout, "seed": args.seed, "precision": run.precision}}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16], record
+
+
+def differences(old, new):
+    """What differs between two records, in a few words: 'checkpoint, --size 64 -> 128'."""
+    if old is None:
+        return "made by something else (no record)"
+    said = ["another checkpoint file"] if old["checkpoint"] != new["checkpoint"] else []
+    said += [f"--{k.replace('_', '-')} {old['settings'].get(k)} -> {v}" for k, v in new["settings"].items()
+             if old["settings"].get(k) != v]
+    return ", ".join(said) or "another record"
+
+
+def sort_jobs(jobs, run, args):
+    """-> (jobs to make, jobs whose output is done and only needs scores, records to keep). An existing
+    output of another checkpoint or settings is refused, unless --overwrite: the folder never mixes them."""
+    record_file = Path(args.output) / RECORD
+    records = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    if args.overwrite:
+        return jobs, [], {}
+    todo, done, foreign = [], [], collections.Counter()
+    for job in jobs:
+        tag = utils.png_text(job["dst"], TAG_KEY) if job["dst"].exists() else None
+        if not job["dst"].exists():
+            todo.append(job)
+        elif tag == run.tag:
+            done.append(job)
+        else:
+            foreign[tag] += 1
+    if foreign:
+        tag, count = foreign.most_common(1)[0]
+        raise SystemExit(f"error: {sum(foreign.values())} outputs in {args.output} are not this checkpoint's with these "
+                         f"settings ({count}: {differences(records.get(tag), run.record)}): choose another --output, "
+                         f"or --overwrite to redo every image")
+    return todo, done, records
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run: the checkpoint and the settings, and the worker processes
 
 
 def load(args):
@@ -193,6 +304,7 @@ def load(args):
     run.precision = utils.resolve_precision(args.precision, device)
     run.task.setup_generation(run)
     run.G = G.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
+    run.tag, run.record = describe_run(run, args)
     return run
 
 
@@ -200,12 +312,20 @@ def cpu_count():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def default_workers(device):
+    """One worker per CPU core beside a CPU network; none beside a GPU, which one process keeps busy (each
+    worker would hold its own CUDA context and copy of the network)."""
+    return cpu_count() if device.type == "cpu" else 0
+
+
 worker_run = None  # the run of this process when it is a worker: its parent's when forked
 
 
 def start_worker(args, threads):
-    """A forked worker keeps its parent's run, whose weights it shares; a spawned one loads its own."""
+    """A forked worker keeps its parent's run, whose weights it shares; a spawned one loads its own. On
+    SIGTERM it unwinds, so that the output it was writing leaves no temporary file."""
     global worker_run
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     torch.set_num_threads(threads)
     worker_run = worker_run or load(args)
 
@@ -215,61 +335,112 @@ def process_in_worker(jobs):
 
 
 @contextlib.contextmanager
-def worker_pool(run, args, workers):
-    """`workers` processes sharing the CPU cores (None for 0). Whole images go to each, network
-    included: the stages of one image never wait for each other across processes, and the network at
-    1 thread per core uses the cores better than at 2 threads beside busy decoders."""
-    if not workers:
-        yield None
-        return
+def worker_pool(run, args, workers, threads):
+    """`workers` processes of `threads` threads each. Whole images go to each, network included: the
+    stages of one image never wait for each other across processes, and the network at 1 thread per
+    core uses the cores better than at 2 threads beside busy decoders."""
     global worker_run
-    threads = max(1, cpu_count() // workers)
     # fork is fast and shares this process's run, weights included, but a forked child hangs in GNU
     # OpenMP on more than one thread once its parent has used OpenMP, and cannot use CUDA once its
     # parent has: then the workers start afresh and load their own.
     method = "fork" if threads == 1 and run.device.type == "cpu" else "spawn"
     worker_run = run
+    pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context(method), start_worker, (args, threads))
     try:
-        with multiprocessing.get_context(method).Pool(workers, start_worker, (args, threads)) as pool:
-            yield pool
+        yield pool
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         worker_run = None
+
+
+def records_of(chunks, run, args, workers):
+    """Each chunk's records, from `workers` processes (from this one for 0). A worker killed by the system
+    (out of memory) takes its chunk down, but no other: the images it held are done again one at a time
+    by a lone worker, and only an image that kills that one too fails."""
+    if not workers:
+        yield from (process(chunk, run) for chunk in chunks)
+        return
+    threads, queue, suspects = max(1, cpu_count() // workers), collections.deque(chunks), []
+    while queue:
+        with worker_pool(run, args, workers, threads) as pool:
+            running = {}
+            while (queue or running) and not suspects:
+                while queue and len(running) < workers:  # a few in flight: a broken pool loses only those
+                    chunk = queue.popleft()
+                    running[pool.submit(process_in_worker, chunk)] = chunk
+                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    chunk = running.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        suspects += chunk
+            suspects += [job for chunk in running.values() for job in chunk]
+        while suspects:
+            with worker_pool(run, args, 1, threads) as pool:
+                while suspects:
+                    job = suspects.pop(0)
+                    try:
+                        yield pool.submit(process_in_worker, [job]).result()
+                    except BrokenProcessPool:
+                        yield [{"src": job["src"], "error": KILLED}]
+                        break
+
+
+# ----------------------------------------------------------------------------------------------------
 
 
 def main(args):
     run = load(args)
-    files, jobs = plan_jobs(args.input, args.output, args.overwrite)
-    workers = min(cpu_count() if args.workers is None else args.workers, len(jobs))
+    jobs = plan_jobs(args.input, args.output, args.save_comparison)
+    todo, done, records = sort_jobs(jobs, run, args)
+    old_scores = previous_scores(args) if args.reference and not args.overwrite else {}
+    rescored = [dict(job, score=True) for job in done if args.reference and job["image"] not in old_scores]
+    utils.write_json(Path(args.output) / RECORD, {**records, run.tag: run.record})
+    work = todo + rescored
+    workers = min(default_workers(run.device) if args.workers is None else args.workers, len(work))
     if workers == 1:  # a lone worker would only keep this process waiting: this process does the work
         workers = 0
-    print(f"{run.cfg['task']}: {len(files)} images in {args.input}, {len(files) - len(jobs)} already done, "
-          f"{len(jobs)} to do -> {args.output} ({run.device}, {run.task.network_input_shape(run)}, "
-          f"{workers} worker processes)")
+    print(f"{run.cfg['task']}: {len(jobs)} images in {args.input}, {len(done)} already done, {len(todo)} to do"
+          + (f", {len(rescored)} to score" if rescored else "") + f" -> {args.output} ({run.device}, "
+          f"{run.task.network_input_shape(run)}, {workers} worker processes)")
     # Chunks of a batch at most, and as many as the workers at least: 12 images on 2 workers are 6 + 6.
-    chunk = max(1, min(args.batch_size, math.ceil(len(jobs) / max(1, workers))))
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    failed, scores = [], []
-    with worker_pool(run, args, workers) as pool, tqdm(total=len(jobs), unit="img", dynamic_ncols=True) as bar:
-        for records in pool.imap(process_in_worker, chunks) if pool else (process(c, run) for c in chunks):
-            for record in records:
-                if "how" in record:
-                    tqdm.write(f"{record['src']}: {record['how']}")
-                if "error" in record:
-                    failed.append((record["src"], record["error"]))
-                if "scores" in record:
-                    scores.append(record["scores"])
-            bar.update(len(records))
+    chunk = max(1, min(args.batch_size, math.ceil(len(work) / max(1, workers))))
+    chunks = [work[i:i + chunk] for i in range(0, len(work), chunk)]
+    failed, scores, written = [], [], 0
+    stop_on_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop: as Ctrl-C
+    try:
+        with tqdm(total=len(work), unit="img", dynamic_ncols=True) as bar:
+            for records_ in records_of(chunks, run, args, workers):
+                for record in records_:
+                    if "how" in record:
+                        tqdm.write(f"{utils.shown(record['src'])}: {record['how']}")
+                    if "error" in record:
+                        failed.append((record["src"], record["error"]))
+                    else:
+                        written += not record.get("score")
+                    if "scores" in record:
+                        scores.append(record["scores"])
+                bar.update(len(records_))
+    except KeyboardInterrupt:
+        print(f"\nInterrupted: {written} of {len(todo)} images written to {args.output}. Rerun the same command to "
+              f"go on: finished outputs are kept and skipped, unfinished ones were not written.", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
     if args.reference:
-        report_scores(scores, args.output)
+        done_images = {job["image"] for job in done}
+        report_scores([row for image, row in old_scores.items() if image in done_images] + scores, args)
     for src, reason in failed:
-        print(f"failed: {src}: {reason}", file=sys.stderr)
-    print(f"Done: {len(jobs) - len(failed)} written to {args.output}, {len(failed)} failed.")
+        print(f"failed: {utils.shown(src)}: {reason}", file=sys.stderr)
+    print(f"Done: {written} written to {args.output}, {len(done)} already there, {len(failed)} failed.")
     return 1 if failed else 0
 
 
 # ----------------------------------------------------------------------------------------------------
 # Scores against the true images (--reference): the metrics of training's validation (the task's file),
 # here at the outputs' full resolution and one image at a time, so that memory follows the largest image.
+# OUTPUT/scores.csv holds a row for every output of the folder that has a reference, whichever run wrote it.
 
 def reference_folder(path):
     if not Path(path).is_dir():
@@ -293,7 +464,7 @@ def score_pair(task, output_rgb, reference_rgb, hole=None):
 
 
 def find_reference(reference_dir, rel):
-    """The reference image for the output `rel` (a.png): reference_dir/a.<any image extension>. Stats a
+    """The reference image for the input `rel` (a.jpg): reference_dir/a.<any image extension>. Stats a
     few names instead of listing the folder, which would be quadratic in a folder of 100k images."""
     for ext in sorted(utils.IMAGE_EXTENSIONS):
         for name in (rel.stem + ext, rel.stem + ext.upper()):
@@ -302,37 +473,42 @@ def find_reference(reference_dir, rel):
     return None
 
 
-def score_output(dst, out, hole, reference_dir, output_dir, task):
-    """One written output (and its hole, or None) -> a scores row {"image": its path in output_dir,
-    metric: value} or, when it cannot be scored, {"image", "error"}."""
-    rel = Path(dst).resolve().relative_to(Path(output_dir).resolve())
-    reference = find_reference(Path(reference_dir), rel)
+def score_output(item, out, hole, run):
+    """One output (and its hole, or None) -> a scores row {"image": its path in --output, metric: value}
+    or, when it cannot be scored, {"image", "error"}."""
+    image = item["image"]
+    reference = find_reference(Path(run.reference), item["rel"])
     if reference is None:
-        return {"image": str(rel), "error": f"no {rel.stem}.* in {Path(reference_dir) / rel.parent}"}
+        return {"image": image, "error": f"no {utils.shown(item['rel'].stem)}.* in {Path(run.reference) / item['rel'].parent}"}
     try:
-        return {"image": str(rel), **score_pair(task, out, np.array(utils.load_image(reference)), hole)}
+        return {"image": image, **score_pair(run.cfg["task"], out, np.array(utils.load_image(reference)), hole)}
     except Exception as e:  # a broken reference file raises whatever PIL raises
-        return {"image": str(rel), "error": f"{reference}: {utils.one_line(e)}"}
+        return {"image": image, "error": f"{utils.shown(reference)}: {utils.one_line(e)}"}
 
 
-def write_scores(rows, out_dir):
-    """OUT/scores.csv (a row per scored image) and OUT/scores.json (the means) -> the means."""
-    scored = [row for row in rows if "error" not in row]
+def previous_scores(args):
+    """{output: its scores row} of earlier runs into this folder against the same --reference."""
+    summary = Path(args.output) / "scores.json"
+    if not summary.is_file() or json.loads(summary.read_text()).get("reference") != utils.shown(Path(args.reference).resolve()):
+        return {}
+    return {row["image"]: {k: v if k == "image" else float(v) for k, v in row.items()}
+            for row in utils.read_csv(Path(args.output) / "scores.csv")}
+
+
+def report_scores(rows, args):
+    """OUT/scores.csv (a row per scored output) and OUT/scores.json (the means); print the means, the
+    output beside each baseline."""
+    scored = sorted((row for row in rows if "error" not in row), key=lambda row: row["image"])
     metrics = [k for k in scored[0] if k != "image"] if scored else []
     means = {k: float(np.mean([row[k] for row in scored])) for k in metrics}
-    utils.write_scores(scored, {"mean": means}, Path(out_dir) / "scores.csv", Path(out_dir) / "scores.json",
-                       images=len(scored), not_scored=len(rows) - len(scored))
-    return means
-
-
-def report_scores(rows, out_dir):
-    """Write the scores and print the means: the output beside each baseline."""
-    means = write_scores(rows, out_dir)
+    utils.write_scores(scored, {"mean": means}, Path(args.output) / "scores.csv", Path(args.output) / "scores.json",
+                       images=len(scored), not_scored=len(rows) - len(scored),
+                       reference=utils.shown(Path(args.reference).resolve()))
     for row in rows:
         if "error" in row:
             print(f"not scored: {row['image']}: {row['error']}", file=sys.stderr)
     baselines = sorted({k.split("_")[1] for k in means if k.startswith("baseline_")})
-    print(f"Scores of {len(rows) - sum('error' in r for r in rows)} images -> {Path(out_dir) / 'scores.csv'}")
+    print(f"Scores of {len(scored)} images -> {Path(args.output) / 'scores.csv'}")
     print(f"{'mean of':24}{'output':>10}" + "".join(f"{b:>10}" for b in baselines))
     for metric in (k for k in means if not k.startswith("baseline_")):
         cells = [means[metric]] + [means.get(f"baseline_{b}_{metric}") for b in baselines]

@@ -296,6 +296,9 @@ class Inpaint:
         problems = []
         if cfg["netG"] == "context-encoder" and cfg["netD"] == "patch":
             problems.append("the Context Encoder predicts a patch: use --netD context with it")
+        if cfg["netG"] == "unet" and cfg["netD"] == "context":
+            problems.append("--netD context judges the Context Encoder's patch alone, not a whole image: use "
+                            "--netD patch with --netG unet")
         if not 0 <= 2 * cfg["overlap"] < cfg["patch"]:
             problems.append(f"--overlap {cfg['overlap']} leaves no hole in a {cfg['patch']} px patch")
         if cfg["netG"] == "context-encoder" and cfg["norm"] == "instance":

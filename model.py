@@ -207,7 +207,7 @@ NORM_STATS = ("image", "running")
 def image_seed(seed, key):
     """A stable per-image seed from the run's --seed and the image's name: an image's dropout noise does
     not depend on its batch or on the other images in it."""
-    return zlib.crc32(f"{seed}:{key}".encode())
+    return zlib.crc32(f"{seed}:{key}".encode("utf-8", "surrogateescape"))  # a file name's own bytes
 
 
 def _per_image_norm(bn, x):

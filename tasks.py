@@ -47,15 +47,20 @@ def load_generator(path, overrides=None):
     colorization state_dict (latest_net_G.pth), whose options come from the train_opt.txt beside it
     and then `overrides` (e.g. {"netG": "unet_256", "ngf": 64, "norm": "batch", "no_dropout": True}).
     Only the generator's tensors are read (memory-mapped). Raises ValueError with one line naming the
-    file for anything else."""
+    file for anything else, and for weights that are not finite (a run that diverged)."""
     path = Path(path)
     try:
         checkpoint = utils.read_weights(path)
         if isinstance(checkpoint, dict) and "G" in checkpoint and "config" in checkpoint:
-            return _load_ours(checkpoint)
-        if official.is_official(checkpoint):
+            G, cfg = _load_ours(checkpoint)
+        elif official.is_official(checkpoint):
             opts = official.read_train_opt(path.parent / "train_opt.txt") if (path.parent / "train_opt.txt").is_file() else {}
-            return official.load(checkpoint, {**opts, **(overrides or {})})
-        raise ValueError("neither a train.py checkpoint nor an official pix2pix U-Net state_dict")
+            G, cfg = official.load(checkpoint, {**opts, **(overrides or {})})
+        else:
+            raise ValueError("neither a train.py checkpoint nor an official pix2pix U-Net state_dict")
+        if not all(torch.isfinite(t).all() for t in G.state_dict().values() if t.is_floating_point()):
+            raise ValueError("the generator's weights are not all finite (NaN or infinite: its run diverged); "
+                             "use an earlier checkpoint")
+        return G, cfg
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None

@@ -20,8 +20,10 @@ What makes each task what it is (its presets, its (x, y), what D judges, its sco
 colorize.py or inpaint.py; this file asks the task object and never branches on the task.
 """
 import argparse
+import functools
 import itertools
-import json
+import math
+import multiprocessing
 import os
 import signal
 import sys
@@ -45,9 +47,14 @@ import tasks
 import utils
 
 # Flags that may change when a run is resumed; the others would change the networks, the objective or
-# the order of the data, and are refused.
+# the order of the data, and are refused (--batch-size may change with the number of processes, if the
+# images per step stay the same: check_resumed_schedule).
 RESUMABLE = {"epochs", "epochs_decay", "max_steps", "device", "workers", "save_every", "val_every", "out",
-             "val_images", "data", "precision", "compile", "channels_last", "sync_bn"}
+             "val_images", "data", "precision", "compile", "channels_last", "sync_bn", "batch_size"}
+# Everything a run writes into its folder: a folder holding any of it belongs to that run.
+RUN_FILES = ("last.pt", "best.pt", "config.json", "metrics.csv", "plot.png", "samples", "test_scores.csv",
+             "test_scores.json")
+CHECKPOINTS = ("last.pt", "best.pt")
 VAL_EVERY_MAX = 1000  # default validation interval: every epoch, but at least every 1000 steps
 VAL_BATCH = 16  # test-time outputs do not depend on the batch (model.test_time), so any size will do
 PLOT_EVERY_S = 30  # matplotlib takes about a second: redraw the curves at most this often, and at the end
@@ -57,68 +64,70 @@ PROGRESS_EVERY = 10  # steps between updates of the progress bar's losses: readi
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = utils.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    count, natural, positive, nonnegative = utils.POSITIVE_INT, utils.NATURAL, utils.POSITIVE, utils.NONNEGATIVE
     # data
     p.add_argument("--task", choices=list(tasks.TASKS), default=next(iter(tasks.TASKS)), help="what to learn")
     p.add_argument("--data", help="COMICS raw_panel_images, a CelebA folder, or an organized tree "
                    "(DIR/train, DIR/val, DIR/test); none: the built-in procedural demo")
     p.add_argument("--out", help="run folder (default runs/<task>, or runs/<task>-N if that holds a run)")
-    p.add_argument("--image-size", type=int, help=f"network resolution ({by_task('image_size')})")
-    p.add_argument("--load-size", type=int, help=f"shorter side before the random crop ({by_task('load_size')})")
-    p.add_argument("--val-images", type=int, help=f"validation images scored at every validation ({by_task('val_images')})")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images")
-    p.add_argument("--val-limit", type=int, help="use only the first N validation (and test) images")
-    p.add_argument("--demo-images", type=int, help=f"size of the procedural demo training set ({by_task('demo_images')})")
+    p.add_argument("--image-size", type=count, help=f"network resolution ({by_task('image_size')})")
+    p.add_argument("--load-size", type=count, help=f"shorter side before the random crop ({by_task('load_size')})")
+    p.add_argument("--val-images", type=count, help=f"validation images scored at every validation ({by_task('val_images')})")
+    p.add_argument("--train-limit", type=count, help="use only the first N training images")
+    p.add_argument("--val-limit", type=count, help="use only the first N validation (and test) images")
+    p.add_argument("--demo-images", type=count, help=f"size of the procedural demo training set ({by_task('demo_images')})")
     # model
     p.add_argument("--netG", choices=list(model.MIN_SIDE), help=f"generator ({by_task('netG')})")
     p.add_argument("--netD", choices=["patch", "context"], help="discriminator: 70x70 PatchGAN on (input, output) "
                    f"pairs, or the Context Encoder's on the patch ({by_task('netD')}; the U-Net's: patch)")
-    p.add_argument("--ngf", type=int, help=f"generator base width ({by_task('ngf')})")
-    p.add_argument("--ndf", type=int, help=f"discriminator base width ({by_task('ndf')})")
+    p.add_argument("--ngf", type=count, help=f"generator base width ({by_task('ngf')})")
+    p.add_argument("--ndf", type=count, help=f"discriminator base width ({by_task('ndf')})")
     p.add_argument("--norm", choices=["batch", "instance"], default="batch", help="normalization layers")
-    p.add_argument("--bottleneck", type=int, help=f"Context Encoder bottleneck channels ({by_task('bottleneck')})")
+    p.add_argument("--bottleneck", type=count, help=f"Context Encoder bottleneck channels ({by_task('bottleneck')})")
     # inpainting
     p.add_argument("--fill", choices=["white", "mean", "zero"], default="white", help="colour of the hole")
-    p.add_argument("--overlap", type=int, default=0, help="px of the predicted patch left visible around "
+    p.add_argument("--overlap", type=natural, default=0, help="px of the predicted patch left visible around "
                    "the hole, weighted 10x in the loss (the paper's overlapPred: 4)")
     p.add_argument("--mask", choices=["center", "random"], default="center", help="hole position in training")
     # optimization
-    p.add_argument("--epochs", type=float, help=f"epochs at the initial learning rate ({by_task('epochs')})")
-    p.add_argument("--epochs-decay", type=float, help=f"then epochs of linear decay to zero ({by_task('epochs_decay')})")
-    p.add_argument("--max-steps", type=int, help="stop (and save) after this many steps in all")
-    p.add_argument("--batch-size", type=int, help=f"images per process and step ({by_task('batch_size')})")
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (of D; G's is --lr-g-mult times it)")
-    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
-    p.add_argument("--lr-g-mult", type=float, help=f"G's lr multiplier ({by_task('lr_g_mult')}; the Context "
+    p.add_argument("--epochs", type=nonnegative, help=f"epochs at the initial learning rate ({by_task('epochs')})")
+    p.add_argument("--epochs-decay", type=nonnegative, help=f"then epochs of linear decay to zero ({by_task('epochs_decay')})")
+    p.add_argument("--max-steps", type=count, help="stop (and save) after this many steps in all")
+    p.add_argument("--batch-size", type=count, help=f"images per process and step ({by_task('batch_size')})")
+    p.add_argument("--lr", type=positive, default=2e-4, help="Adam learning rate (of D; G's is --lr-g-mult times it)")
+    p.add_argument("--beta1", type=utils.number(float, 0, 1), default=0.5, help="Adam beta1, in [0, 1)")
+    p.add_argument("--lr-g-mult", type=positive, help=f"G's lr multiplier ({by_task('lr_g_mult')}; the Context "
                    "Encoder's original code uses 10 whenever 0 < --lambda-rec < 1)")
-    p.add_argument("--lambda-rec", "--lambda-l1", dest="lambda_rec", type=float,
+    p.add_argument("--lambda-rec", "--lambda-l1", dest="lambda_rec", type=nonnegative,
                    help=f"weight of the reconstruction term ({by_task('lambda_rec')})")
-    p.add_argument("--lambda-adv", type=float, help=f"weight of the adversarial term ({by_task('lambda_adv')}; "
+    p.add_argument("--lambda-adv", type=nonnegative, help=f"weight of the adversarial term ({by_task('lambda_adv')}; "
                    "1 - lambda_rec whenever 0 < --lambda-rec < 1)")
     p.add_argument("--rec-loss", choices=["l1", "l2"], help=f"reconstruction loss ({by_task('rec_loss')})")
     # test time: how validation, best.pt and (by default) generate.py run G
     p.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto",
                    help="BatchNorm at test time: each image's own statistics (the paper's batch-1 test) or "
                    "the running averages; auto: image when training at batch 1, else running")
-    p.add_argument("--dropout", choices=["off", "on"], default="off", help="dropout at test time (the "
-                   "paper: on, for stochastic outputs)")
+    p.add_argument("--dropout", choices=["off", "on"], help="dropout at test time (default off; the paper: on, for "
+                   "stochastic outputs)")
     # logging
-    p.add_argument("--val-every", type=int, help=f"validate, draw samples and curves, save every N steps "
+    p.add_argument("--val-every", type=count, help=f"validate, draw samples and curves, save every N steps "
                    f"(default: every epoch, at most {VAL_EVERY_MAX})")
-    p.add_argument("--save-every", type=float, default=15.0, help="minutes between checkpoints in between")
+    p.add_argument("--save-every", type=nonnegative, default=15.0, help="minutes between checkpoints in between")
     # system
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device")
-    p.add_argument("--workers", type=int, help="data loading processes per GPU process")
+    p.add_argument("--workers", type=natural, help="data loading processes per GPU process")
     p.add_argument("--seed", type=int, default=0, help="random seed (each rank adds its rank)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the by-book COMICS split")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of CHECKPOINT (e.g. runs/colorize-demo/last.pt)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto",
                    help="autocast precision (auto: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (CUDA only)")
     # other jobs
-    p.add_argument("--score", metavar="CHECKPOINT", help="score CHECKPOINT on its run's test split, then stop")
+    p.add_argument("--score", metavar="CHECKPOINT", help="score CHECKPOINT on its run's test split (with --norm-stats, "
+                   "--dropout, --precision if given), then stop")
     p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write CHECKPOINT's generator "
                    "and configuration alone to OUT (for generate.py), then stop")
     p.add_argument("--export-dtype", choices=list(utils.DTYPES), default="fp32", help="weights of --export")
@@ -145,7 +154,7 @@ def by_task(key):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Set-up: the configuration, the data, the networks and their optimizers
+# Set-up: the configuration and the run folder, the data, the networks and their optimizers
 
 
 def find_splits(data, task, seed):
@@ -171,7 +180,7 @@ def resolve_config(args, checkpoint):
             raise SystemExit(f"error: {', '.join(refused)} would change the resumed run's networks, objective or "
                              f"data order: start a new run instead")
         cfg.update({k: getattr(args, k) for k in changed}, resume=args.resume)
-        cfg["out"] = args.out or str(Path(args.resume).parent)
+        cfg["out"] = str(resume_folder(args, checkpoint))
         if cfg["data"] and not Path(cfg["data"]).exists():
             raise SystemExit(f"error: the run's data {cfg['data']} is gone: give its new place with --data")
         return argparse.Namespace(**cfg), None
@@ -183,12 +192,12 @@ def resolve_config(args, checkpoint):
     cfg = vars(args).copy()
     cfg.update({k: v for k, v in preset.items() if cfg.get(k) is None})
     cfg.update({k: v for k, v in task.defaults(cfg).items() if cfg.get(k) in (None, "auto")})
+    cfg["dropout"] = cfg["dropout"] or "off"
     check_config(cfg, task)
     if cfg["out"] is None:
         cfg["out"] = free_run_folder(Path("runs") / (args.task + ("" if args.data else "-demo")))
-    elif (Path(cfg["out"]) / "last.pt").exists():
-        raise SystemExit(f"error: {cfg['out']} already holds a run: continue it with --resume "
-                         f"{Path(cfg['out']) / 'last.pt'}, or choose another --out")
+    else:
+        check_new_folder(Path(cfg["out"]))
     return argparse.Namespace(**cfg), splits
 
 
@@ -197,6 +206,8 @@ def check_config(cfg, task):
     problems = task.problems(cfg)
     if cfg["load_size"] < cfg["image_size"]:
         problems.append(f"--load-size {cfg['load_size']} is smaller than --image-size {cfg['image_size']}")
+    if cfg["epochs"] + cfg["epochs_decay"] == 0:
+        problems.append("--epochs 0 and --epochs-decay 0 leave the run no step")
     try:
         model.check_image_size(cfg["netG"], cfg["image_size"])
     except ValueError as e:
@@ -205,18 +216,62 @@ def check_config(cfg, task):
         raise SystemExit("error: " + "; ".join(problems))
 
 
+def holds_run(folder):
+    """The files of a run that `folder` holds (none: it is free for a new run)."""
+    return [name for name in RUN_FILES if (Path(folder) / name).exists()]
+
+
+def check_new_folder(out):
+    """A new run's --out: a folder of no other run, or one to be made."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file, not a folder")
+    if holds_run(out):
+        how = f"continue it with --resume {out / 'last.pt'}, or " if (out / "last.pt").exists() else ""
+        raise SystemExit(f"error: {out} already holds a run ({', '.join(holds_run(out))}): {how}choose another --out")
+
+
 def free_run_folder(base):
     """runs/colorize, or runs/colorize-2, -3, ... so that a new run never overwrites an old one."""
     candidate, n = base, 1
-    while (candidate / "last.pt").exists():
+    while holds_run(candidate) or candidate.is_file():
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return str(candidate)
 
 
+def checkpoint_step(path):
+    """The step of a checkpoint file, reading nothing else of it (-1 if it cannot be read)."""
+    try:
+        return int(utils.read_weights(Path(path))["step"])
+    except (ValueError, KeyError, TypeError):
+        return -1
+
+
+def resume_folder(args, checkpoint):
+    """Where a resumed run goes on: the checkpoint's own folder, unless a newer checkpoint there would be
+    overwritten (then --out must name a new folder), or --out, which must not hold another run. A new
+    folder starts with the run's metrics up to the checkpoint's step (start_report)."""
+    source = Path(args.resume).parent
+    out = Path(args.out) if args.out else source
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file, not a folder")
+    if out.exists() and out.resolve() == source.resolve():
+        for name in CHECKPOINTS:
+            other = source / name
+            if other.exists() and not other.samefile(args.resume) and checkpoint_step(other) > checkpoint["step"]:
+                raise SystemExit(f"error: {other} (step {checkpoint_step(other)}) is newer than {args.resume} (step "
+                                 f"{checkpoint['step']}), and going on in {source} would overwrite it: continue "
+                                 f"{args.resume} in a new folder with --out DIR")
+    elif holds_run(out):
+        raise SystemExit(f"error: {out} holds another run ({', '.join(holds_run(out))}): resume {args.resume} in its "
+                         f"own folder {source}, or in a new one with --out DIR")
+    return out
+
+
 def build_datasets(cfg, task, splits):
     """Training, validation and test sets: the procedural demo, or the files of --data. The validation
-    split must not be empty: the test split stays unseen until the end of the run."""
+    split must not be empty: the test split stays unseen until the end of the run. Unreadable images are
+    replaced in training and left out of the scores."""
     train_tf, val_tf = task.transforms(cfg)
     if cfg.data is None:
         return (task.demo_set(cfg, cfg.demo_images, demo.DEMO_TRAIN_ID, train_tf),
@@ -232,7 +287,8 @@ def build_datasets(cfg, task, splits):
                              f"used in their place")
     # Evenly spaced, so that a by-book sorted list gives images from many books.
     files["val"] = files["val"][::max(1, len(files["val"]) // cfg.val_images)][:cfg.val_images]
-    return tuple(classes.ImageDataset(files[s], train_tf if s == "train" else val_tf) for s in classes.SPLITS)
+    return (classes.ImageDataset(files["train"], train_tf), classes.ImageDataset(files["val"], val_tf, replace=False),
+            classes.ImageDataset(files["test"], val_tf, replace=False))
 
 
 def build_loader(train_set, cfg, world, rank, device):
@@ -240,20 +296,30 @@ def build_loader(train_set, cfg, world, rank, device):
     the batches an uninterrupted one would have seen."""
     workers = cfg.workers if cfg.workers is not None else min(8, max(1, (os.cpu_count() or 2) // world - 1))
     sampler = classes.ResumableSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    shield = multiprocessing.Value("b", 1)  # cleared when training ends: see shield_from_stop_signals
     # The loader gets its own generator: the jitter has per-sample seeds, and drawing worker seeds from the
     # global RNG would shift the dropout stream of a resumed run.
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=cfg.batch_size > 1,
                         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                        worker_init_fn=ignore_sigint, generator=torch.Generator())
+                        worker_init_fn=functools.partial(shield_from_stop_signals, shield), generator=torch.Generator())
     if len(loader) == 0:
         raise SystemExit(f"error: {len(train_set)} training images make no batch of {cfg.batch_size} per process")
-    return loader, sampler
+    return loader, sampler, shield
 
 
-def ignore_sigint(_):
-    # Ctrl-C goes to the whole process group: the main process saves a checkpoint and then stops the
-    # workers itself; a worker dying first would turn a clean stop into a crash.
+def shield_from_stop_signals(shield, _):
+    """A loader worker's set-up. Ctrl-C and a scheduler's SIGTERM go to the whole process group: while the
+    main process trains (shield set), it saves a checkpoint and then stops the workers itself, since a
+    worker dying first would turn a clean stop into a crash. Once training is over, SIGTERM stops a worker
+    as usual (Python's exit stops its processes with it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def on_sigterm(signum, frame):
+        if not shield.value:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def batches_from(loader, sampler, start_step, batch_size):
@@ -273,6 +339,23 @@ def run_length(cfg, steps_per_epoch):
     return total, decay
 
 
+def check_resumed_schedule(checkpoint, cfg, world, steps_per_epoch):
+    """A resumed run keeps its schedule: the same images per step (batch x processes) and steps per pass,
+    so that the step, the lr and the place in the data go on where they were. Another number of processes
+    is fine with a --batch-size that keeps the images per step."""
+    old_world = checkpoint.get("world", len(checkpoint["rng"]))
+    old_batch = checkpoint["config"]["batch_size"]
+    images = old_batch * old_world
+    if cfg.batch_size * world != images:
+        fits = f"--batch-size {images // world}" if images % world == 0 else f"{old_world} processes"
+        raise SystemExit(f"error: the run took {images} images a step ({old_batch} x {old_world} processes), this "
+                         f"would take {cfg.batch_size * world} ({cfg.batch_size} x {world}): resume it with {fits}, "
+                         f"so that its schedule and data order go on")
+    if checkpoint.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
+        raise SystemExit(f"error: a pass over the data was {checkpoint['steps_per_epoch']} steps and would be "
+                         f"{steps_per_epoch}: resume with {old_world} processes of {old_batch} images")
+
+
 def build_networks(cfg, device, world, checkpoint, total, decay):
     """G and D (the raw modules, which the checkpoint holds) and what trains them: their wrappers,
     optimizers, lr schedules and grad scaler; at the checkpoint's state when resuming."""
@@ -289,8 +372,10 @@ def build_networks(cfg, device, world, checkpoint, total, decay):
     run.sched_D = torch.optim.lr_scheduler.LambdaLR(run.opt_D, lr_factor)
     run.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     if checkpoint:
-        for name in ("G", "D", "opt_G", "opt_D", "sched_G", "sched_D", "scaler"):
+        for name in ("G", "D", "opt_G", "opt_D", "sched_G", "sched_D"):
             getattr(run, name).load_state_dict(checkpoint[name])
+        if run.scaler.is_enabled() and checkpoint["scaler"]:  # empty when the run was not fp16: a fresh scale
+            run.scaler.load_state_dict(checkpoint["scaler"])
         run.step, run.best = checkpoint["step"], checkpoint["best"]
         restore_rng(checkpoint["rng"], device, world)
     run.G, run.D, run.G_train, run.D_train, run.D_for_G = wrap_for_training(G, D, cfg, world, device)
@@ -338,16 +423,23 @@ def restore_rng(states, device, world):
 
 def save(run, cfg, device, world, *paths):
     """last.pt (and best.pt): everything needed to resume exactly, or to generate. Rank 0 writes, every
-    rank waits for it."""
+    rank waits for it. Never weights that are not finite: the files keep the last good state."""
+    weights = [t for net in (run.G, run.D) for t in net.state_dict().values() if t.is_floating_point()]
+    if run.stop.agree(not torch.stack([torch.isfinite(t).all() for t in weights]).all().item()):
+        raise Diverged(f"the weights at step {run.step} are not finite")
     steps_per_epoch = run.steps_per_epoch
     state = {"G": run.G.state_dict(), "D": run.D.state_dict(), "opt_G": run.opt_G.state_dict(),
              "opt_D": run.opt_D.state_dict(), "sched_G": run.sched_G.state_dict(), "sched_D": run.sched_D.state_dict(),
              "scaler": run.scaler.state_dict(), "step": run.step, "epoch": run.step // steps_per_epoch,
-             "epoch_step": run.step % steps_per_epoch, "best": run.best, "rng": rng_states(device, world),
-             "config": vars(cfg), "params": run.params}
+             "epoch_step": run.step % steps_per_epoch, "steps_per_epoch": steps_per_epoch, "world": world,
+             "best": run.best, "rng": rng_states(device, world), "config": vars(cfg), "params": run.params}
     for path in paths if utils.rank() == 0 else []:
         utils.save_checkpoint(state, path)
     utils.barrier()
+
+
+class Diverged(Exception):
+    """A loss, a score or the weights are no longer finite (NaN or infinite)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -355,27 +447,28 @@ def save(run, cfg, device, world, *paths):
 
 
 @torch.no_grad()
-def validate(G, task, loader, cfg, device, norm_stats, names=None):
+def validate(G, task, loader, cfg, device, norm_stats):
     """Scores of G run as at test time (`norm_stats`, and dropout as cfg.dropout, seeded per image) on
-    the loader's images, next to the task's baselines that need no network. Returns the means, and one
-    row per image when `names` (the images' names) is given."""
+    the loader's readable images, next to the task's baselines that need no network -> (the means, a row
+    per image)."""
     sums, rows, count = {}, [], 0
     for batch in loader:
-        pictures, extra = test_pictures(G, task, batch, cfg, device, norm_stats, first=count)
+        if batch is None:  # no readable image in it
+            continue
+        pictures, extra = test_pictures(G, task, batch, cfg, device, norm_stats)
         scores = {k: v.double().cpu() for k, v in task.scores(*pictures, extra).items()}
-        n = len(pictures[0])
-        if names is not None:
-            rows += [{"image": names[count + i], **{k: v[i].item() for k, v in scores.items()}} for i in range(n)]
+        names = [loader.dataset.name(i) for i in batch[-1].tolist()]
+        rows += [{"image": utils.shown(name), **{k: v[i].item() for k, v in scores.items()}} for i, name in enumerate(names)]
         sums = {k: sums.get(k, 0.0) + v.sum().item() for k, v in scores.items()}
-        count += n
+        count += len(names)
     return {k: v / max(count, 1) for k, v in sums.items()}, rows
 
 
-def test_pictures(G, task, batch, cfg, device, norm_stats, first=0):
-    """G run on a batch as at test time (`norm_stats`, and dropout as cfg.dropout with a seed per image,
-    the images numbered from `first`) -> ((input, output, target) as RGB in [0, 1], the task's extra)."""
+def test_pictures(G, task, batch, cfg, device, norm_stats):
+    """G run on a batch as at test time (`norm_stats`, and dropout as cfg.dropout with a seed per image
+    from its index in the dataset, batch[-1]) -> ((input, output, target) as RGB in [0, 1], the task's extra)."""
     x, y, _, extra = task.prepare(batch, cfg, device)
-    seeds = [model.image_seed(cfg.seed, first + i) for i in range(len(x))]
+    seeds = [model.image_seed(cfg.seed, i) for i in batch[-1].tolist()]
     with model.test_time(G, norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.precision):
         fake = G(x).float()
     return task.pictures(x, fake, y, extra, cfg), extra
@@ -391,17 +484,25 @@ def save_samples(G, task, batch, cfg, device, path):
     utils.save_png(make_grid(pictures, nrow=3, padding=2, pad_value=1.0), path)
 
 
+def scoring_loader(dataset, batch_size):
+    # Its own generator: a loader seeds itself from the global RNG, which would shift the dropout stream.
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=classes.collate_readable, generator=torch.Generator())
+
+
 def start_report(cfg, val_set, step):
     """Rank 0's validation loader, fixed sample batch and metrics rows; the step-0 samples of a new run."""
     out = Path(cfg.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(vars(cfg), indent=2))
-    # Their own generators: a loader seeds itself from the global RNG, which would shift the dropout stream.
-    report = SimpleNamespace(out=out, loader=DataLoader(val_set, batch_size=VAL_BATCH, generator=torch.Generator()),
-                             sample_batch=next(iter(DataLoader(val_set, SAMPLE_IMAGES, generator=torch.Generator()))),
+    utils.write_json(out / "config.json", vars(cfg))
+    sample_batch = next((b for b in scoring_loader(val_set, SAMPLE_IMAGES) if b is not None), None)
+    if sample_batch is None:
+        raise SystemExit(f"error: none of the {len(val_set)} validation images can be read")
+    report = SimpleNamespace(out=out, loader=scoring_loader(val_set, VAL_BATCH), sample_batch=sample_batch,
                              t0=time.time(), plotted=0.0)
-    # A resumed run drops the rows written after its checkpoint.
-    report.rows = [r for r in utils.read_csv(out / "metrics.csv") if int(r["step"]) <= step]
+    # The run's metrics up to its checkpoint (a resumed run drops the rows written after it), from the
+    # checkpoint's own folder when it goes on in a new one.
+    history = Path(cfg.resume).parent if cfg.resume else out
+    report.rows = [r for r in utils.read_csv(history / "metrics.csv") if int(r["step"]) <= step]
     utils.write_csv(out / "metrics.csv", report.rows)
     return report
 
@@ -410,57 +511,72 @@ def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
     """Every --val-every steps: validate (rank 0; the others wait in save), draw the samples and the
     curves, save last.pt and, if the score improved, best.pt. The other test-time normalization is
     scored too, so the choice of --norm-stats rests on numbers."""
-    improved = False
+    improved, score = False, 0.0
     if report:
         metrics, _ = validate(run.G, task, report.loader, cfg, device, cfg.norm_stats)
         for other in (m for m in task.norm_stats_modes(vars(cfg)) if m != cfg.norm_stats):
             other_metrics, _ = validate(run.G, task, report.loader, cfg, device, other)
             metrics.update({f"{other}_stats_{k}": other_metrics[k] for k in (task.score, "ssim")})
-        improved = run.best is None or metrics[task.score] > run.best
-        run.best = metrics[task.score] if improved else run.best
+        score = metrics[task.score]
+    if run.stop.agree(not math.isfinite(score)):
+        raise Diverged(f"the validation {task.score} at step {run.step} is {score}")
+    if report:
+        improved = run.best is None or score > run.best
+        run.best = score if improved else run.best
         row = {"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4g}", "lr": run.sched_D.get_last_lr()[0],
                **dict(zip(["loss_D", "loss_G_adv", "loss_G_rec"], losses)), **metrics,
                "skipped_files": skipped, "seconds": round(time.time() - report.t0, 1)}
         report.rows.append(row)
-        utils.append_csv(report.out / "metrics.csv", row)
+        utils.write_csv(report.out / "metrics.csv", report.rows)
         if last or time.time() - report.plotted > PLOT_EVERY_S:
             utils.plot_metrics(report.rows, report.out / "plot.png")
             report.plotted = time.time()
         save_samples(run.G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{run.step:08d}.png")
         tqdm.write(f"step {run.step} (epoch {row['epoch']}) | D {losses[0]:.3f} G_adv {losses[1]:.3f} G_rec "
-                   f"{losses[2]:.4f} | val {task.score} {metrics[task.score]:.2f} (baseline {metrics[task.baseline]:.2f}) "
+                   f"{losses[2]:.4f} | val {task.score} {score:.2f} (baseline {metrics[task.baseline]:.2f}) "
                    f"ssim {metrics['ssim']:.3f} | skipped files {skipped}")
     save(run, cfg, device, world, Path(cfg.out) / "last.pt", *([Path(cfg.out) / "best.pt"] if improved else []))
 
 
-def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name):
-    """The test split, scored once: test_scores.csv (a row per image) and test_scores.json (the means,
-    baselines included), in the run folder."""
+def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name, name="test_scores"):
+    """The test split, scored once: NAME.csv (a row per image) and NAME.json (the means, baselines
+    included), in the run folder."""
     if len(test_set) == 0:
         print("No test split: nothing scored.")
         return None
-    loader = DataLoader(test_set, batch_size=VAL_BATCH, generator=torch.Generator())
-    names = [test_set.name(i) for i in range(len(test_set))]
-    means, rows = validate(G, task, loader, cfg, device, cfg.norm_stats, names)
-    utils.write_scores(rows, means, out / "test_scores.csv", out / "test_scores.json", checkpoint=checkpoint_name,
-                       images=len(rows), norm_stats=cfg.norm_stats, dropout=cfg.dropout)
-    print(f"Test split ({len(rows)} images, {checkpoint_name}): " + ", ".join(
-        f"{k} {v:.4g}" for k, v in means.items() if not k.startswith("baseline")) + f" -> {out / 'test_scores.json'}")
+    means, rows = validate(G, task, scoring_loader(test_set, VAL_BATCH), cfg, device, cfg.norm_stats)
+    utils.write_scores(rows, means, out / f"{name}.csv", out / f"{name}.json", checkpoint=checkpoint_name,
+                       images=len(rows), unreadable=len(test_set) - len(rows), norm_stats=cfg.norm_stats,
+                       dropout=cfg.dropout, precision=cfg.precision)
+    print(f"Test split ({len(rows)} images, {checkpoint_name}, {cfg.norm_stats} statistics, dropout {cfg.dropout}): "
+          + ", ".join(f"{k} {v:.4g}" for k, v in means.items() if not k.startswith("baseline")) + f" -> {out / name}.json")
     return means
 
 
-def score_checkpoint(path, data, device):
-    """--score: a checkpoint's generator on its run's test split (of --data, if the data has moved)."""
-    checkpoint = utils.load_checkpoint(path)
+def score_checkpoint(args, device):
+    """--score: a checkpoint's generator on its run's test split (of --data, if the data has moved), at
+    test time as the run chose or as --norm-stats, --dropout and --precision say. The scores go beside the
+    checkpoint, named after it and the test-time mode, so that no other scores are overwritten."""
+    checkpoint = utils.load_checkpoint(args.score)
     if "config" not in checkpoint:
-        raise SystemExit(f"error: {path} is not a train.py checkpoint (no configuration in it)")
-    cfg = argparse.Namespace(**dict(checkpoint["config"], data=data or checkpoint["config"]["data"]))
-    cfg.precision = utils.resolve_precision(cfg.precision, device)
+        raise SystemExit(f"error: {args.score} is not a train.py checkpoint (no configuration in it)")
+    cfg = argparse.Namespace(**dict(checkpoint["config"], data=args.data or checkpoint["config"]["data"]))
     task = tasks.TASKS[cfg.task]
+    cfg.norm_stats = cfg.norm_stats if args.norm_stats == "auto" else args.norm_stats
+    cfg.dropout = args.dropout or cfg.dropout
+    cfg.precision = utils.resolve_precision(args.precision, device)
+    if cfg.norm_stats not in task.norm_stats_modes(vars(cfg)):
+        raise SystemExit(f"error: --norm-stats {cfg.norm_stats} is not for this network: use one of "
+                         f"{', '.join(task.norm_stats_modes(vars(cfg)))}")
+    if cfg.data and not Path(cfg.data).exists():
+        raise SystemExit(f"error: the run's data {cfg.data} is gone: give its new place with --data")
     G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
     G.load_state_dict(checkpoint["G"])
     *_, test_set = build_datasets(cfg, task, None)
-    return score_test_split(G.to(device), task, test_set, cfg, device, Path(path).parent, Path(path).name)
+    path = Path(args.score)
+    score_test_split(G.to(device), task, test_set, cfg, device, path.parent, path.name,
+                     name=f"test_scores_{path.stem}_{cfg.norm_stats}_dropout-{cfg.dropout}")
+    return 0
 
 
 def export_generator(src, dst, dtype):
@@ -478,9 +594,9 @@ def export_generator(src, dst, dtype):
 
 
 class StopFlags:
-    """Ctrl-C / SIGTERM (finish the step, save, stop; a second Ctrl-C stops at once) and the --save-every
-    timer. All ranks must act at the same step, so the flags are agreed by an all_reduce on a CPU (gloo)
-    group: checking them never makes the host wait for the GPU."""
+    """Ctrl-C / SIGTERM (finish the step, save, stop; a second Ctrl-C stops at once), the --save-every
+    timer and divergence. All ranks must act at the same step, so the flags are agreed by an all_reduce on
+    a CPU (gloo) group: checking them never makes the host wait for the GPU."""
 
     def __init__(self, world, save_every_minutes):
         self.signal, self.period, self.last_save = None, save_every_minutes * 60, time.time()
@@ -491,12 +607,20 @@ class StopFlags:
         self.signal = signal.Signals(signum).name
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def check(self):
-        """-> (stop, save now), the same on every rank."""
-        flags = torch.tensor([self.signal is not None, time.time() - self.last_save > self.period], dtype=torch.int32)
+    def _any(self, *flags):
+        flags = torch.tensor(flags, dtype=torch.int32)
         if self.group is not None:
             dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.group)
-        return bool(flags[0]), bool(flags.any())
+        return flags.bool().tolist()
+
+    def agree(self, flag):
+        """Whether `flag` is true on any rank."""
+        return self._any(bool(flag))[0]
+
+    def check(self, diverged):
+        """-> (stop, save now, diverged), the same on every rank."""
+        stop, late, diverged = self._any(self.signal is not None, time.time() - self.last_save > self.period, diverged)
+        return stop, stop or late, diverged
 
     def restore(self):
         for s, handler in self.handlers.items():
@@ -516,12 +640,14 @@ def setup(args, rank, world, device):
     task = tasks.TASKS[cfg.task]
     torch.manual_seed(cfg.seed + rank)
     train_set, val_set, test_set = build_datasets(cfg, task, splits)
-    loader, sampler = build_loader(train_set, cfg, world, rank, device)
+    loader, sampler, shield = build_loader(train_set, cfg, world, rank, device)
+    if checkpoint:
+        check_resumed_schedule(checkpoint, cfg, world, len(loader))
     if cfg.val_every is None:  # every pass, and often enough that a long pass shows its progress
         cfg.val_every = min(len(loader), VAL_EVERY_MAX)
     total, decay = run_length(cfg, len(loader))
     run = build_networks(cfg, device, world, checkpoint, total, decay)
-    run.__dict__.update(loader=loader, sampler=sampler, train_set=train_set, test_set=test_set, total=total,
+    run.__dict__.update(loader=loader, sampler=sampler, shield=shield, train_set=train_set, test_set=test_set, total=total,
                         end=min(total, cfg.max_steps or total), steps_per_epoch=len(loader))
     report = None
     if rank == 0:
@@ -537,10 +663,10 @@ def main(args):
         return export_generator(*args.export, args.export_dtype)
     rank, world, device = utils.setup_distributed(args.device)
     if args.score:
-        return score_checkpoint(args.score, args.data, device)
+        return score_checkpoint(args, device)
     cfg, task, run, report = setup(args, rank, world, device)
     out, end, total = Path(cfg.out), run.end, run.total
-    stop, bce = StopFlags(world, cfg.save_every), F.binary_cross_entropy_with_logits
+    run.stop, bce = StopFlags(world, cfg.save_every), F.binary_cross_entropy_with_logits
     bar = tqdm(total=total, initial=run.step, disable=rank != 0, dynamic_ncols=True, desc=cfg.task)
     losses, n = torch.zeros(3, device=device), 0
     try:
@@ -575,28 +701,46 @@ def main(args):
 
             run.step, n = run.step + 1, n + 1
             losses += torch.stack([loss_D, loss_G_adv, loss_G_rec]).detach().float()
-            show_progress(bar, losses, n)
-            halt, save_now = stop.check()
+            read = show_progress(bar, losses, n, run.step)  # the mean losses, every PROGRESS_EVERY steps
+            halt, save_now, diverged = run.stop.check(read is not None and not all(map(math.isfinite, read)))
+            if diverged:
+                raise Diverged(f"the losses are not finite at step {run.step}")
             if save_now or run.step == end < total:
                 save(run, cfg, device, world, out / "last.pt")
-                stop.last_save = time.time()
+                run.stop.last_save = time.time()
             if run.step % cfg.val_every == 0 or run.step == total:
                 evaluate(run, task, cfg, report, device, world, (losses / n).tolist(), run.train_set.skipped.value,
                          last=run.step in (end, total) or halt)
-                losses, n, stop.last_save = torch.zeros_like(losses), 0, time.time()
+                losses, n, run.stop.last_save = torch.zeros_like(losses), 0, time.time()
             if halt:
-                return log(f"\nStopped by {stop.signal or 'a signal on another rank'} at step {run.step}: saved "
+                return log(f"\nStopped by {run.stop.signal or 'a signal on another rank'} at step {run.step}: saved "
                            f"{out / 'last.pt'} (continue with --resume {out / 'last.pt'}).")
         bar.close()
         end_of_run(run, task, cfg, device, rank)
+    except Diverged as e:
+        raise SystemExit(f"error: training diverged: {e}. Nothing after it was saved; {resume_hint(out)}, with a "
+                         f"lower --lr, or start again") from None
+    except KeyboardInterrupt:  # a second Ctrl-C
+        log(f"\nStopped at once by a second Ctrl-C at step {run.step}; {resume_hint(out)}.", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit as e:  # a one-line error on the way (a full disk)
+        raise SystemExit(f"{e.code}\n{resume_hint(out)}." if isinstance(e.code, str) and rank == 0 else e.code) from None
     except Exception:
-        log(f"\nTraining crashed at step {run.step}; the last checkpoint is {out / 'last.pt'} (continue with "
-            f"--resume).", file=sys.stderr)
+        log(f"\nTraining crashed at step {run.step}; {resume_hint(out)}.", file=sys.stderr)
         raise
     finally:
-        stop.restore()
+        run.stop.restore()
+        run.shield.value = 0
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def resume_hint(out):
+    """What is left to resume from in the run folder `out`."""
+    last = out / "last.pt"
+    if not last.exists():
+        return "no checkpoint was written yet"
+    return f"the last checkpoint is {last} (step {checkpoint_step(last)}): continue with --resume {last}"
 
 
 def weighted_mean(err, weight):
@@ -616,7 +760,7 @@ def log(*args, **kwargs):
 def describe(cfg, run, train_set, val_set, world, device, checkpoint):
     where = f"on {cfg.data}" if cfg.data else f"on the built-in procedural demo ({cfg.demo_images} images)"
     resumed = (f"\nResumed {cfg.resume} at step {run.step} (step {checkpoint['epoch_step']:,} of epoch "
-               f"{checkpoint['epoch'] + 1}).") if checkpoint else ""
+               f"{checkpoint['epoch'] + 1}) in {cfg.out}.") if checkpoint else ""
     return (f"Training {cfg.task} {where}: {run.total:,} steps of {cfg.batch_size} x {world} images "
             f"({run.steps_per_epoch:,} a pass; {cfg.epochs:g} + {cfg.epochs_decay:g} of decay), validating every "
             f"{cfg.val_every:,}.\nG ({cfg.netG}): {run.params['G']:,} parameters | D ({cfg.netD}): "
@@ -625,11 +769,16 @@ def describe(cfg, run, train_set, val_set, world, device, checkpoint):
             + resumed)
 
 
-def show_progress(bar, losses, n):
+def show_progress(bar, losses, n, step):
+    """Advance the bar; every PROGRESS_EVERY steps (on every rank: divergence is checked with them) read
+    the mean losses, show them, and return them."""
     bar.update()
-    if bar.n % PROGRESS_EVERY == 0 and not bar.disable:
-        d, adv, rec = (losses / n).tolist()
-        bar.set_postfix_str(f"D {d:.3f} G_adv {adv:.3f} G_rec {rec:.4f}")
+    if step % PROGRESS_EVERY:
+        return None
+    read = (losses / n).tolist()
+    if not bar.disable:
+        bar.set_postfix_str("D {:.3f} G_adv {:.3f} G_rec {:.4f}".format(*read))
+    return read
 
 
 def end_of_run(run, task, cfg, device, rank):

@@ -4,10 +4,15 @@ devices, precision and the torchrun set-up.
 
 Nothing here knows a task (colorize.py, inpaint.py), a dataset layout (classes.py) or a network (model.py).
 """
+import argparse
 import csv
+import errno
+import io
 import json
 import math
 import os
+import stat
+import secrets
 import struct
 import sys
 import warnings
@@ -37,6 +42,12 @@ def one_line(error):
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
+def shown(path):
+    """A path as text that can always be printed or written to a UTF-8 file: bytes of a file name that
+    are not UTF-8 appear as \\xNN escapes instead of stopping the program."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def is_image_file(path):
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS and not Path(path).name.startswith(".")
 
@@ -47,7 +58,7 @@ def _folder_id(path):
 
 
 def _skip_folder(path, why):
-    print(f"warning: skipped folder {path}: {why}", file=sys.stderr)
+    print(f"warning: skipped folder {shown(path)}: {why}", file=sys.stderr)
     return False
 
 
@@ -67,14 +78,30 @@ def _enter(path, seen, avoided):
     return True
 
 
+def _regular(path):
+    """Whether path (through links) is a regular file; a FIFO, socket or device named like an image is
+    reported in one line: opening a FIFO would wait for a writer forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        print(f"warning: skipped {shown(path)}: {one_line(e)}", file=sys.stderr)
+        return False
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        print(f"warning: skipped {shown(path)}: {kind}", file=sys.stderr)
+        return False
+    return True
+
+
 def list_images(root, avoid=()):
     """Every image file below root (or root itself if it is a file), sorted, at any depth, under the
     names it has in the tree. Links are followed, but each real folder is entered once: a link back up
     the tree (a loop) or to a folder walked already is reported in one line and skipped, and so are the
-    folders in `avoid` (generate.py's output) and folders that cannot be listed."""
+    folders in `avoid` (generate.py's output), folders that cannot be listed and names of images that are
+    not regular files."""
     root = Path(root)
-    if root.is_file():
-        return [root] if is_image_file(root) else []
+    if not root.is_dir():
+        return [root] if is_image_file(root) and _regular(root) else []
     seen, avoided = {_folder_id(root)}, {_folder_id(p) for p in avoid if Path(p).is_dir()}
     files = []
     walk = os.walk(root, followlinks=True, onerror=lambda e: _skip_folder(e.filename, one_line(e)))
@@ -84,7 +111,7 @@ def list_images(root, avoid=()):
             if _enter(Path(dirpath) / name, seen, avoided):
                 entered.add(name)
         dirnames[:] = [d for d in names if d in entered]
-        files += [Path(dirpath) / f for f in sorted(filenames) if is_image_file(f)]
+        files += [Path(dirpath) / f for f in sorted(filenames) if is_image_file(f) and _regular(Path(dirpath) / f)]
     return files
 
 
@@ -236,20 +263,22 @@ PNG_COMPRESS_LEVEL = 1  # the run-length strategy ignores it; zlib's default at 
 class PngWriter:
     """An 8-bit RGB PNG written a band of rows at a time: `with PngWriter(path, W, H) as png:
     png.write(rows)`. The rows go to a temporary file that replaces `path` when the block ends without
-    an error and is deleted when it does not, so a crash never leaves half an image."""
+    an error and is deleted when it does not, so a crash never leaves half an image. `text`: {keyword:
+    text} written as tEXt chunks before the pixels (png_text reads them back)."""
 
-    def __init__(self, path, width, height):
-        self.path, self.width, self.height = Path(path), width, height
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+    def __init__(self, path, width, height, text=None):
+        self.path, self.width, self.height, self.text = Path(path), width, height, text or {}
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.tmp, "wb")
+        self.file, self.tmp = temporary_beside(self.path)
         self.deflate = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
         self.above = np.zeros((self.width, 3), np.uint8)  # the Up filter sees zeros above the first row
         self.rows = 0
         self.file.write(PNG_SIGNATURE)
         self._chunk(b"IHDR", PNG_HEADER.pack(self.width, self.height, *PNG_RGB8))
+        for keyword, text in self.text.items():
+            self._chunk(b"tEXt", keyword.encode("latin-1") + b"\0" + text.encode("latin-1"))
         return self
 
     def write(self, rows):
@@ -282,6 +311,26 @@ class PngWriter:
     def _chunk(self, kind, data):
         if data or kind != b"IDAT":  # zlib may hold a whole band back: no empty chunks
             self.file.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
+
+
+def png_text(path, keyword):
+    """The text of a PNG's tEXt chunk `keyword` that comes before its pixels (as PngWriter writes it), or
+    None: reads the chunks' headers only, never the pixels."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                return None
+            while True:
+                length, kind = struct.unpack(">I4s", f.read(8))
+                if kind in (b"IDAT", b"IEND"):
+                    return None
+                data = f.read(length)
+                f.seek(4, os.SEEK_CUR)  # the CRC
+                name, _, text = data.partition(b"\0")
+                if kind == b"tEXt" and name == keyword.encode("latin-1"):
+                    return text.decode("latin-1")
+    except (OSError, struct.error):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -325,12 +374,46 @@ def l2(a, b):
 # Checkpoints
 
 
-def save_checkpoint(state, path):
-    """torch.save to a temporary file, then rename: a crash mid-write never leaves a broken last.pt."""
+def temporary_name(path):
+    """A hidden name beside path, of this process alone (two processes writing one file never share a
+    temporary file), in the same folder so that os.replace onto path is atomic."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def temporary_beside(path):
+    """(open binary file, its path): a new temporary file for path (temporary_name), created with the
+    permissions any new file gets (the umask's), not mkstemp's private ones."""
+    tmp = temporary_name(path)
+    return os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb"), tmp
+
+
+def write_atomic(path, write):
+    """write(file) into a temporary file beside path, then rename it over path: a crash never leaves half
+    a file and a failed write never leaves the temporary one. A failed write (a full disk) exits with one
+    line; the file it was to replace is left as it was."""
+    path = Path(path)
+    f, tmp = temporary_beside(path)
+    try:
+        with f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        full = " (the disk is full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise SystemExit(f"error: cannot write {shown(path)}: {e.strerror or one_line(e)}{full}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text):
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_checkpoint(state, path):
+    """torch.save, atomically (write_atomic): a crash or a full disk never leaves a broken last.pt."""
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, device="cpu"):
@@ -376,27 +459,27 @@ def assign_weights(net, state_dict):
 # Logs and plots
 
 
-def append_csv(path, row):
-    """Append one row (a dict) to a CSV file, writing the header when the file is new."""
-    new = not Path(path).exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def write_csv(path, rows):
-    """Rewrite a CSV file with these rows (nothing if there are none)."""
-    Path(path).unlink(missing_ok=True)
-    for row in rows:
-        append_csv(path, row)
+    """(Re)write a CSV file with these rows (dicts; the header is every key, in order of appearance),
+    atomically; with no rows, remove it."""
+    if not rows:
+        Path(path).unlink(missing_ok=True)
+        return
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
+
+
+def write_json(path, value):
+    write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def write_scores(rows, means, csv_path, json_path, **about):
     """Per-image scores (a CSV row each) and their means with what they are about (JSON)."""
     write_csv(csv_path, rows)
-    Path(json_path).write_text(json.dumps({**about, **means}, indent=2))
+    write_json(json_path, {**about, **means})
 
 
 def read_csv(path):
@@ -430,10 +513,45 @@ def plot_metrics(rows, path):
         ax.legend(fontsize=7)
     axes[0].set_yscale("log")
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=80))
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command lines
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (not the whole usage) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def number(kind, low=None, high=None, low_open=False, high_open=True):
+    """An argparse type: an int or float in [low, high) (low_open: (low, ...; high_open=False: ..., high])."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high or not math.isfinite(value):
+            bounds = ([f"{'>' if low_open else '>='} {low}"] if low is not None else []) + \
+                     ([f"{'<' if high_open else '<='} {high}"] if high is not None else [])
+            raise argparse.ArgumentTypeError(f"{text} is not {what} {' and '.join(bounds) or 'that is finite'}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT, NATURAL, POSITIVE, NONNEGATIVE = number(int, 1), number(int, 0), number(float, 0, low_open=True), number(float, 0)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -108,3 +108,26 @@ def test_demo_datasets_are_deterministic():
     assert torch.equal(a[(1, 0, 0)][0], b[(1, 0, 0)][0]) and not torch.equal(a[(1, 0, 0)][0], a[(2, 0, 0)][0])
     face = demo.draw_face(0, 64)
     assert face.size == (64, 64) and face.mode == "RGB"
+
+
+def test_bad_files_in_a_run_are_reported_once_and_never_scored_twice(tmp_path, capsys):
+    """Two passes with a validation each: every bad file is named once, counted once, and the scores hold
+    each readable image once."""
+    import train
+    from conftest import tiny_args
+
+    root = tmp_path / "tree"
+    for split, count in (("train", 8), ("val", 4), ("test", 4)):
+        for i in range(count):
+            write_image(root / split / f"{i}.jpg", size=(40, 36), seed=10 * len(split) + i)
+    (root / "train" / "2.jpg").write_bytes(b"")
+    truncate(root / "val" / "1.jpg")
+    (root / "test" / "3.jpg").write_text("not a jpeg")
+    train.main(tiny_args(tmp_path, "--data", root, "--batch-size", 2, "--epochs", 2, "--epochs-decay", 0))
+    err = capsys.readouterr().err
+    for bad in ("train/2.jpg", "val/1.jpg", "test/3.jpg"):
+        assert err.count(f"{bad} (") == 1, err
+    rows = utils.read_csv(tmp_path / "run" / "metrics.csv")
+    assert [r["skipped_files"] for r in rows] == ["1", "1"]
+    images = [r["image"] for r in utils.read_csv(tmp_path / "run" / "test_scores.csv")]
+    assert len(images) == len(set(images)) == 3 and not any(i.endswith("3.jpg") for i in images)

@@ -55,3 +55,23 @@ def test_two_processes_stay_identical_and_resume(tmp_path, task):
         for k, v in ranks[0][net].items():
             assert torch.equal(v, ranks[1][net][k]), f"{net}.{k} differs between ranks"
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 7
+
+
+def test_resume_on_another_number_of_processes_keeps_the_schedule(tmp_path):
+    """One process of 4 images a step, resumed on two: refused with 4 images each (8 a step), accepted
+    with --batch-size 2, which keeps the images per step, the steps per pass and the lr schedule."""
+    import train
+
+    out = tmp_path / "run"
+    train.main(train.get_parser().parse_args(["--out", str(out), *TINY, "--max-steps", "3"]))
+    script = tmp_path / "recording_train.py"
+    script.write_text(RECORDING_MAIN.format(repo=str(REPO)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "--resume", str(out / "last.pt"), "--max-steps", "5"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    refused = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "resume it with --batch-size 2" in refused.stderr + refused.stdout
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
+    torchrun(tmp_path, "--resume", out / "last.pt", "--out", out, "--batch-size", 2, "--max-steps", 5)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 5 and ckpt["world"] == 2 and ckpt["steps_per_epoch"] == 8

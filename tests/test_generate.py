@@ -143,7 +143,7 @@ def test_same_stem_different_extensions(tmp_path, checkpoints):
     write_image(tmp_path / "in" / "a.png")
     write_image(tmp_path / "in" / "a.jpg")
     assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_jpg.png", "a_png.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.jpg.png", "a.png.png"]
 
 
 def test_bad_checkpoint_is_one_line(tmp_path):

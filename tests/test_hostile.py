@@ -1,6 +1,7 @@
 """generate.py against hostile folders and awkward shapes: link loops, decompression bombs, bad files
 among good ones, bands against whole images, outputs independent of their batch, extreme aspects."""
 import os
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -213,3 +214,42 @@ def test_context_encoder_refuses_per_image_statistics(tmp_path, checkpoints):
     write_image(tmp_path / "in" / "a.png")
     with pytest.raises(SystemExit, match="--norm-stats image is not for the Context Encoder"):
         run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "out", "--norm-stats", "image")
+
+
+def test_fifo_named_like_an_image_is_skipped_not_waited_for(tmp_path, checkpoints, capsys):
+    write_image(tmp_path / "in" / "a.png")
+    os.mkfifo(tmp_path / "in" / "pipe.png")  # opening it would wait for a writer forever
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
+    assert sorted(outputs(tmp_path / "out")) == ["a.png"]
+    assert capsys.readouterr().err.count("pipe.png: a FIFO") == 1
+
+
+def test_file_names_that_are_not_utf8(tmp_path, checkpoints, capsys):
+    (tmp_path / "in").mkdir()
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes, as old archives have them
+    write_image(tmp_path / "in" / name)
+    write_image(tmp_path / "ref" / name)
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out", "--reference", tmp_path / "ref") == 0
+    assert os.listdir(os.fsencode(tmp_path / "out")).count(b"caf\xe9.png") == 1
+    assert [r["image"] for r in utils.read_csv(tmp_path / "out" / "scores.csv")] == ["caf\\xe9.png"]
+    capsys.readouterr()
+
+
+def test_a_worker_killed_by_the_system_fails_its_image_alone(tmp_path, checkpoints, monkeypatch, capsys):
+    """The out-of-memory killer takes a worker down in the middle of an image: that image fails, every
+    other is written, and the exit status says so."""
+    for i in range(6):
+        write_image(tmp_path / "in" / f"{i}.png", seed=i)
+    write_image(tmp_path / "in" / "killer.png", seed=9)
+    prepare_image = colorize.TASK.prepare_image
+
+    def killed_on_killer(src, run):
+        if Path(src).name == "killer.png":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return prepare_image(src, run)
+
+    monkeypatch.setattr(colorize.TASK, "prepare_image", killed_on_killer)  # forked workers inherit it
+    monkeypatch.setattr(generate, "cpu_count", lambda: 2)  # 1 thread per worker: forked
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out", "--workers", 2, "--batch-size", 2) == 1
+    assert sorted(outputs(tmp_path / "out")) == [f"{i}.png" for i in range(6)]
+    assert "killer.png: its worker process was killed" in capsys.readouterr().err

@@ -129,8 +129,9 @@ def test_export_and_score(tmp_path, capsys):
     assert set(small) == {"format", "G", "config", "dtype", "params"} and small["format"] == "generator"
     assert all(torch.equal(small["G"][k], full["G"][k]) for k in full["G"])
     assert (tmp_path / "bf16.pt").stat().st_size < 0.6 * (tmp_path / "fp32.pt").stat().st_size
-    means = train.main(train.get_parser().parse_args(["--score", str(last)]))
-    assert means["psnr"] > 0 and (tmp_path / "run" / "test_scores.csv").exists()
+    assert train.main(train.get_parser().parse_args(["--score", str(last)])) == 0
+    scores = json.loads((tmp_path / "run" / "test_scores_last_running_dropout-off.json").read_text())
+    assert scores["psnr"] > 0 and scores["checkpoint"] == "last.pt"
     with pytest.raises(SystemExit, match="not a train.py checkpoint"):
         torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
         train.main(train.get_parser().parse_args(["--export", str(tmp_path / "other.pt"), str(tmp_path / "x.pt")]))
