@@ -80,8 +80,8 @@ def get_parser():
     # system
     p.add_argument("--batch-size", type=utils.POSITIVE_INT, default=8, help="images per network batch")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
-    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto",
-                   help="autocast precision (auto: fp32 on CPU, bf16 on CUDA)")
+    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto", help="autocast precision (auto: "
+                   "bf16 on CUDA and on CPUs that execute it natively, else fp32)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="NHWC memory format (default; the U-Net's transposed convolutions are 25%% faster on a CPU)")
     p.add_argument("--workers", type=utils.NATURAL, help="processes that each take their share of the images through "
@@ -301,7 +301,7 @@ def load(args):
     run.size = args.size or cfg["image_size"]
     run.norm_stats = args.norm_stats or cfg.get("norm_stats", "running")
     run.dropout = args.dropout or cfg.get("dropout", "off")
-    run.precision = utils.resolve_precision(args.precision, device)
+    run.precision, run.precision_why = utils.resolve_precision(args.precision, device)
     run.task.setup_generation(run)
     run.G = G.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
     run.tag, run.record = describe_run(run, args)
@@ -403,7 +403,7 @@ def main(args):
         workers = 0
     print(f"{run.cfg['task']}: {len(jobs)} images in {args.input}, {len(done)} already done, {len(todo)} to do"
           + (f", {len(rescored)} to score" if rescored else "") + f" -> {args.output} ({run.device}, "
-          f"{run.task.network_input_shape(run)}, {workers} worker processes)")
+          f"{run.task.network_input_shape(run)}, {run.precision}: {run.precision_why}, {workers} worker processes)")
     # Chunks of a batch at most, and as many as the workers at least: 12 images on 2 workers are 6 + 6.
     chunk = max(1, min(args.batch_size, math.ceil(len(work) / max(1, workers))))
     chunks = [work[i:i + chunk] for i in range(0, len(work), chunk)]

@@ -38,7 +38,7 @@ def _load_ours(checkpoint):
             G = build_generator(*(cfg[k] for k in GENERATOR_KEYS))
     except (KeyError, ValueError, TypeError) as e:
         raise ValueError(f"the checkpoint's config describes no generator ({e!r})") from None
-    return utils.assign_weights(G, checkpoint["G"]), cfg
+    return utils.assign_weights(G, checkpoint.get("G_ema", checkpoint["G"])), cfg  # the average of G, if there is one
 
 
 def load_generator(path, overrides=None):

@@ -20,6 +20,7 @@ What makes each task what it is (its presets, its (x, y), what D judges, its sco
 colorize.py or inpaint.py; this file asks the task object and never branches on the task.
 """
 import argparse
+import copy
 import functools
 import itertools
 import math
@@ -104,6 +105,9 @@ def get_parser():
     p.add_argument("--lambda-adv", type=nonnegative, help=f"weight of the adversarial term ({by_task('lambda_adv')}; "
                    "1 - lambda_rec whenever 0 < --lambda-rec < 1)")
     p.add_argument("--rec-loss", choices=["l1", "l2"], help=f"reconstruction loss ({by_task('rec_loss')})")
+    p.add_argument("--ema", type=utils.number(float, 0, 1), default=0.0, help="decay of an exponential moving average "
+                   "of G's weights, which validation, best.pt, the test split, --export and generate.py then use "
+                   "(0: none)")
     # test time: how validation, best.pt and (by default) generate.py run G
     p.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto",
                    help="BatchNorm at test time: each image's own statistics (the paper's batch-1 test) or "
@@ -120,8 +124,8 @@ def get_parser():
     p.add_argument("--seed", type=int, default=0, help="random seed (each rank adds its rank)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the by-book COMICS split")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of CHECKPOINT (e.g. runs/colorize-demo/last.pt)")
-    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto",
-                   help="autocast precision (auto: fp32 on CPU, bf16 on CUDA)")
+    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto", help="autocast precision (auto: "
+                   "bf16 on CUDA and on CPUs that execute it natively, else fp32)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (CUDA only)")
@@ -370,7 +374,7 @@ def build_networks(cfg, device, world, checkpoint, total, decay):
 
     run.sched_G = torch.optim.lr_scheduler.LambdaLR(run.opt_G, lr_factor)
     run.sched_D = torch.optim.lr_scheduler.LambdaLR(run.opt_D, lr_factor)
-    run.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    run.scaler = torch.amp.GradScaler(device.type, enabled=cfg.autocast == "fp16")
     if checkpoint:
         for name in ("G", "D", "opt_G", "opt_D", "sched_G", "sched_D"):
             getattr(run, name).load_state_dict(checkpoint[name])
@@ -379,7 +383,40 @@ def build_networks(cfg, device, world, checkpoint, total, decay):
         run.step, run.best = checkpoint["step"], checkpoint["best"]
         restore_rng(checkpoint["rng"], device, world)
     run.G, run.D, run.G_train, run.D_train, run.D_for_G = wrap_for_training(G, D, cfg, world, device)
+    run.ema = EMA(run.G, cfg.ema) if cfg.ema else None
+    if run.ema and checkpoint:
+        run.ema.average.load_state_dict(checkpoint["G_ema"])
     return run
+
+
+class EMA:
+    """An exponential moving average of G's weights (Polyak averaging; progressive GANs, StyleGAN and most
+    GANs since test with one), updated after every step: average = d * average + (1 - d) * G. The decay
+    warms up as min(d, (1 + step) / (10 + step)), as TensorFlow's ExponentialMovingAverage(num_updates), so
+    that the random init does not linger for thousands of steps. The parameters are averaged; BatchNorm's
+    running statistics are G's own, copied when the average is used. G's parameters are the same on every
+    rank (DDP), so is their average: no communication, and no wait for the GPU (in-place arithmetic)."""
+
+    def __init__(self, G, decay):
+        self.decay, self.G = decay, G
+        self.average = copy.deepcopy(G).requires_grad_(False).eval()
+        self.pairs = list(self.average.parameters()), list(G.parameters())
+
+    @torch.no_grad()
+    def update(self, step):
+        torch._foreach_lerp_(*self.pairs, 1 - min(self.decay, (1 + step) / (10 + step)))  # one fused call
+
+    @torch.no_grad()
+    def averaged(self):
+        """The averaged generator, with G's running statistics."""
+        for mine, theirs in zip(self.average.buffers(), self.G.buffers()):
+            mine.copy_(theirs)
+        return self.average
+
+
+def test_generator(run):
+    """The generator that validation, best.pt and the test split judge: the average, if there is one."""
+    return run.ema.averaged() if run.ema else run.G
 
 
 def wrap_for_training(G, D, cfg, world, device):
@@ -433,6 +470,8 @@ def save(run, cfg, device, world, *paths):
              "scaler": run.scaler.state_dict(), "step": run.step, "epoch": run.step // steps_per_epoch,
              "epoch_step": run.step % steps_per_epoch, "steps_per_epoch": steps_per_epoch, "world": world,
              "best": run.best, "rng": rng_states(device, world), "config": vars(cfg), "params": run.params}
+    if run.ema:
+        state["G_ema"] = run.ema.averaged().state_dict()
     for path in paths if utils.rank() == 0 else []:
         utils.save_checkpoint(state, path)
     utils.barrier()
@@ -469,7 +508,7 @@ def test_pictures(G, task, batch, cfg, device, norm_stats):
     from its index in the dataset, batch[-1]) -> ((input, output, target) as RGB in [0, 1], the task's extra)."""
     x, y, _, extra = task.prepare(batch, cfg, device)
     seeds = [model.image_seed(cfg.seed, i) for i in batch[-1].tolist()]
-    with model.test_time(G, norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.precision):
+    with model.test_time(G, norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.autocast):
         fake = G(x).float()
     return task.pictures(x, fake, y, extra, cfg), extra
 
@@ -513,10 +552,14 @@ def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
     scored too, so the choice of --norm-stats rests on numbers."""
     improved, score = False, 0.0
     if report:
-        metrics, _ = validate(run.G, task, report.loader, cfg, device, cfg.norm_stats)
+        G = test_generator(run)
+        metrics, _ = validate(G, task, report.loader, cfg, device, cfg.norm_stats)
         for other in (m for m in task.norm_stats_modes(vars(cfg)) if m != cfg.norm_stats):
-            other_metrics, _ = validate(run.G, task, report.loader, cfg, device, other)
+            other_metrics, _ = validate(G, task, report.loader, cfg, device, other)
             metrics.update({f"{other}_stats_{k}": other_metrics[k] for k in (task.score, "ssim")})
+        if run.ema:  # G itself beside its average, at the same step
+            raw, _ = validate(run.G, task, report.loader, cfg, device, cfg.norm_stats)
+            metrics.update({f"no_ema_{k}": raw[k] for k in (task.score, "ssim")})
         score = metrics[task.score]
     if run.stop.agree(not math.isfinite(score)):
         raise Diverged(f"the validation {task.score} at step {run.step} is {score}")
@@ -531,7 +574,7 @@ def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
         if last or time.time() - report.plotted > PLOT_EVERY_S:
             utils.plot_metrics(report.rows, report.out / "plot.png")
             report.plotted = time.time()
-        save_samples(run.G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{run.step:08d}.png")
+        save_samples(G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{run.step:08d}.png")
         tqdm.write(f"step {run.step} (epoch {row['epoch']}) | D {losses[0]:.3f} G_adv {losses[1]:.3f} G_rec "
                    f"{losses[2]:.4f} | val {task.score} {score:.2f} (baseline {metrics[task.baseline]:.2f}) "
                    f"ssim {metrics['ssim']:.3f} | skipped files {skipped}")
@@ -547,7 +590,7 @@ def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name, name=
     means, rows = validate(G, task, scoring_loader(test_set, VAL_BATCH), cfg, device, cfg.norm_stats)
     utils.write_scores(rows, means, out / f"{name}.csv", out / f"{name}.json", checkpoint=checkpoint_name,
                        images=len(rows), unreadable=len(test_set) - len(rows), norm_stats=cfg.norm_stats,
-                       dropout=cfg.dropout, precision=cfg.precision)
+                       dropout=cfg.dropout, precision=cfg.autocast)
     print(f"Test split ({len(rows)} images, {checkpoint_name}, {cfg.norm_stats} statistics, dropout {cfg.dropout}): "
           + ", ".join(f"{k} {v:.4g}" for k, v in means.items() if not k.startswith("baseline")) + f" -> {out / name}.json")
     return means
@@ -564,14 +607,15 @@ def score_checkpoint(args, device):
     task = tasks.TASKS[cfg.task]
     cfg.norm_stats = cfg.norm_stats if args.norm_stats == "auto" else args.norm_stats
     cfg.dropout = args.dropout or cfg.dropout
-    cfg.precision = utils.resolve_precision(args.precision, device)
+    cfg.precision = cfg.precision if args.precision == "auto" else args.precision
+    cfg.autocast, _ = utils.resolve_precision(cfg.precision, device)
     if cfg.norm_stats not in task.norm_stats_modes(vars(cfg)):
         raise SystemExit(f"error: --norm-stats {cfg.norm_stats} is not for this network: use one of "
                          f"{', '.join(task.norm_stats_modes(vars(cfg)))}")
     if cfg.data and not Path(cfg.data).exists():
         raise SystemExit(f"error: the run's data {cfg.data} is gone: give its new place with --data")
     G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
-    G.load_state_dict(checkpoint["G"])
+    G.load_state_dict(checkpoint.get("G_ema", checkpoint["G"]))
     *_, test_set = build_datasets(cfg, task, None)
     path = Path(args.score)
     score_test_split(G.to(device), task, test_set, cfg, device, path.parent, path.name,
@@ -580,12 +624,13 @@ def score_checkpoint(args, device):
 
 
 def export_generator(src, dst, dtype):
-    """--export: the generator's weights and the run's configuration alone, e.g. 220 MB instead of 690 MB
-    for colorize in fp32, half that in bf16; generate.py reads it like a full checkpoint."""
+    """--export: the generator's weights (its average, with --ema) and the run's configuration alone, e.g.
+    220 MB instead of 690 MB for colorize in fp32, half that in bf16; generate.py reads it like a full
+    checkpoint."""
     checkpoint = utils.load_checkpoint(src)
     if not {"G", "config"} <= set(checkpoint):
         raise SystemExit(f"error: {src} is not a train.py checkpoint (no generator and configuration in it)")
-    G = {k: v.to(utils.DTYPES[dtype]) if v.is_floating_point() else v for k, v in checkpoint["G"].items()}
+    G = {k: v.to(utils.DTYPES[dtype]) if v.is_floating_point() else v for k, v in checkpoint.get("G_ema", checkpoint["G"]).items()}
     utils.save_checkpoint({"format": "generator", "G": G, "config": checkpoint["config"], "dtype": dtype,
                            "params": checkpoint.get("params")}, dst)
     print(f"{dst}: the generator of {src} in {dtype}, {Path(dst).stat().st_size / 2**20:.1f} MiB "
@@ -636,7 +681,7 @@ def setup(args, rank, world, device):
     and rank 0's report (validation loader, sample batch, metrics rows)."""
     checkpoint = utils.load_checkpoint(args.resume) if args.resume else None
     cfg, splits = resolve_config(args, checkpoint)
-    cfg.precision = utils.resolve_precision(cfg.precision, device)
+    cfg.autocast, cfg.autocast_why = utils.resolve_precision(cfg.precision, device)  # on the machine it runs on
     task = tasks.TASKS[cfg.task]
     torch.manual_seed(cfg.seed + rank)
     train_set, val_set, test_set = build_datasets(cfg, task, splits)
@@ -674,11 +719,11 @@ def main(args):
             x, y, weight, _ = task.prepare(batch, cfg, device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with utils.autocast(device, cfg.precision):
+            with utils.autocast(device, cfg.autocast):
                 fake = run.G_train(x)
 
             # (1) D: maximize log D(x, y) + log(1 - D(x, G(x))); the loss is halved to slow D relative to G.
-            with utils.autocast(device, cfg.precision):
+            with utils.autocast(device, cfg.autocast):
                 pred_real, pred_fake = run.D_train(task.d_input(x, y, cfg)), run.D_train(task.d_input(x, fake.detach(), cfg))
                 loss_D = 0.5 * (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake)))
             run.opt_D.zero_grad(set_to_none=True)
@@ -687,7 +732,7 @@ def main(args):
 
             # (2) G: fool D (the non-saturating log D(x, G(x))) + lambda * reconstruction of y.
             run.D.requires_grad_(False)
-            with utils.autocast(device, cfg.precision):
+            with utils.autocast(device, cfg.autocast):
                 pred_fake = run.D_for_G(task.d_input(x, fake, cfg))
                 loss_G_adv = bce(pred_fake, torch.ones_like(pred_fake))
             loss_G_rec = weighted_mean((fake.float() - y).abs() if cfg.rec_loss == "l1" else (fake.float() - y) ** 2, weight)
@@ -698,6 +743,8 @@ def main(args):
             run.D.requires_grad_(True)
             run.sched_G.step()
             run.sched_D.step()
+            if run.ema:
+                run.ema.update(run.step)
 
             run.step, n = run.step + 1, n + 1
             losses += torch.stack([loss_D, loss_G_adv, loss_G_rec]).detach().float()
@@ -765,7 +812,8 @@ def describe(cfg, run, train_set, val_set, world, device, checkpoint):
             f"({run.steps_per_epoch:,} a pass; {cfg.epochs:g} + {cfg.epochs_decay:g} of decay), validating every "
             f"{cfg.val_every:,}.\nG ({cfg.netG}): {run.params['G']:,} parameters | D ({cfg.netD}): "
             f"{run.params['D']:,} parameters | {len(train_set):,} training and {len(val_set):,} validation images | "
-            f"{world} x {device}, {cfg.precision} | test time: {cfg.norm_stats} statistics, dropout {cfg.dropout}"
+            f"{world} x {device}, {cfg.autocast} ({cfg.autocast_why}) | test time: {cfg.norm_stats} statistics, "
+            f"dropout {cfg.dropout}"
             + resumed)
 
 
@@ -789,9 +837,10 @@ def end_of_run(run, task, cfg, device, rank):
                      f"(continue with --resume {out / 'last.pt'}).") if rank == 0 else None
     if rank == 0:
         best = utils.load_checkpoint(out / "best.pt", device) if (out / "best.pt").exists() else None
+        G = test_generator(run)
         if best:
-            run.G.load_state_dict(best["G"])
-        score_test_split(run.G, task, run.test_set, cfg, device, out, "best.pt" if best else "last.pt")
+            G.load_state_dict(best.get("G_ema", best["G"]))
+        score_test_split(G, task, run.test_set, cfg, device, out, "best.pt" if best else "last.pt")
         print(f"Done: {run.step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}.")
 
 

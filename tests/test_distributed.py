@@ -24,6 +24,11 @@ for name, key in (("build_generator", "G"), ("build_discriminator", "D")):
         built[_key] = _build(*a, **k)
         return built[_key]
     setattr(model, name, record)
+class RecordingEMA(train.EMA):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        built["G_ema"] = self.average
+train.EMA = RecordingEMA
 args = train.get_parser().parse_args()
 train.main(args)
 torch.save({{k: {{n: p.detach() for n, p in v.named_parameters()}} for k, v in built.items()}}, os.path.join(args.out, f"params_rank{{os.environ['RANK']}}.pt"))
@@ -44,14 +49,14 @@ def torchrun(tmp_path, *args):
 def test_two_processes_stay_identical_and_resume(tmp_path, task):
     out = tmp_path / "run"
     extra = ["--bottleneck", "32"] if task == "inpaint" else []
-    stdout = torchrun(tmp_path, "--task", task, "--out", out, *TINY, *extra, "--max-steps", 5)
+    stdout = torchrun(tmp_path, "--task", task, "--out", out, *TINY, *extra, "--ema", 0.9, "--max-steps", 5)
     assert stdout.count("G (") == 1  # rank 0 alone prints
     assert sorted(p.name for p in out.glob("*.pt") if not p.name.startswith("params")) == ["best.pt", "last.pt"]
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["step"] == 5 and len(ckpt["rng"]) == 2  # 4 steps per epoch (32 images / 2 ranks / 4)
     torchrun(tmp_path, "--resume", out / "last.pt", "--out", out, "--max-steps", 7)
     ranks = [torch.load(out / f"params_rank{r}.pt", weights_only=True) for r in range(2)]
-    for net in ("G", "D"):
+    for net in ("G", "D", "G_ema"):  # G's average too: the same on every rank, with no communication
         for k, v in ranks[0][net].items():
             assert torch.equal(v, ranks[1][net][k]), f"{net}.{k} differs between ranks"
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 7

@@ -83,7 +83,7 @@ def test_resume_with_fp16_after_fp32_and_back(tmp_path, finished_run, monkeypatc
     """The grad scaler starts afresh when a run moves to fp16 and is dropped when it leaves it. (fp16 needs
     CUDA in train.py; its CPU autocast stands in for it here.)"""
     run = copy_run(finished_run, tmp_path / "run")
-    monkeypatch.setattr(train.utils, "resolve_precision", lambda precision, device: precision)
+    monkeypatch.setattr(train.utils, "resolve_precision", lambda precision, device: (precision, "as asked"))
     resume("--resume", run / "last.pt", "--precision", "fp16", "--max-steps", 5)
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["step"] == 5 and ckpt["scaler"] and ckpt["config"]["precision"] == "fp16"
