@@ -6,11 +6,14 @@ TASK.
 G sees the gray panel's lightness x = L/50 - 1 (B, 1, S, S) and predicts its colour y = ab/110 (B, 2, S, S),
 both in [-1, 1]; the 70x70 PatchGAN judges (gray, colour) pairs. At full resolution (generate.py) the
 predicted ab is upsampled to the page and joined to the page's own L, so the line art stays sharp (as
-richzhang/colorization and DeOldify do).
+richzhang/colorization and DeOldify do). By default the upsampling is edge-aware, a joint bilateral filter
+and joint bilateral upsampling guided by L, so that each colour stays inside its ink lines (docs/colour.md).
 
 Sections: the Lab conversions (torch, batched, for training; numpy tables, a band of rows at a time, for
 generate.py), the colour metrics (CIEDE2000, colourfulness), the training transform, the task itself.
 """
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -243,6 +246,76 @@ def network_shape(width, height, size):
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+# Edge-aware upsampling of ab (generate.py --ab-upsample joint-bilateral, the default). Two steps, each of
+# which weighs a network pixel also by how close its L is to that of the pixel being made (a Gaussian of
+# the difference, JB_SIGMA_L), so that no colour crosses an ink line, whose L differs from the colours on
+# either side of it:
+#   1. at the network's resolution, a joint bilateral filter (Petschnigg et al. 2004, "Digital Photography
+#      with Flash and No-Flash Image Pairs", SIGGRAPH; Eisemann and Durand 2004) of G's ab, guided by the
+#      L that G saw: it evens out G's pixel-to-pixel colour noise within each region, not across regions;
+#   2. joint bilateral upsampling (Kopf, Cohen, Lischinski and Uyttendaele 2007, "Joint Bilateral
+#      Upsampling", ACM TOG 26(3), which applies it to colorization among other tasks) to the page,
+#      guided by the page's own L: each page pixel mixes the 2x2 network pixels that bilinear would mix,
+#      with bilinear's weights times their L's likeness to its own.
+# The widths are in network pixels and L units, so one default serves any upsampling factor (a 64-px demo
+# model on 512-px panels, the paper's 256-px model on a 100-megapixel scan). Chosen on held-out demo
+# panels (benchmarks/upsample_study.py, docs/colour.md), against the fast guided filter (He and Sun 2015),
+# whose linear model in L leaves a halo of the opposite colour outside an ink line, separable upsampling
+# (streaks along curved lines), and 4x4 taps in step 2 (0.07 dB better, 2.5 times the time).
+JB_SIGMA_L = 5.0  # L units: ink (L ~ 10) against a colour (L 40-95) weighs e^-18 or less
+JBF_SIGMA_SPACE = 2.0  # network pixels: the filter's Gaussian, taps out to 2 sigma
+JBF_RADIUS = math.ceil(2 * JBF_SIGMA_SPACE)
+# Step 2 runs on JBU_CHUNK_PIXELS page pixels at a time: its float32 temporaries (128 KB each) stay in the
+# CPU's cache, which makes it 1.6 times as fast as on whole bands.
+JBU_CHUNK_PIXELS = 2**15
+# The exponent of the L weight stops at -80 (e^-80 is still a normal float32): where no tap's L is within
+# ~60 units of the pixel's, the spatial weights alone decide, and no weight sum is ever 0.
+JB_EXPONENT_FLOOR = -80.0
+
+
+def likeness(L, L_tap):
+    """The L weight of a tap: exp(-(L - L_tap)^2 / (2 JB_SIGMA_L^2)), float32, in a new array."""
+    d = L - L_tap
+    d *= d
+    d *= -1 / (2 * JB_SIGMA_L**2)
+    torch.from_numpy(d).clamp_min_(JB_EXPONENT_FLOOR).exp_()  # in place; numpy's maximum and float32 exp took 5
+    return d  # and 8 times as long on the 2-core EPYC
+
+
+def joint_bilateral_filter(L, ab):
+    """Step 1: ab (2, h, w) smoothed within the regions of L (h, w), at the network's resolution, over
+    the offsets within JBF_RADIUS."""
+    h, w, r = *L.shape, JBF_RADIUS
+    L_pad, ab_pad = np.pad(L, r, mode="edge"), np.pad(ab, ((0, 0), (r, r), (r, r)), mode="edge")
+    total, weights = np.zeros_like(ab), np.zeros_like(L)
+    for dy, dx in ((dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= r * r):
+        weight = likeness(L, L_pad[r + dy:r + dy + h, r + dx:r + dx + w])
+        weight *= np.float32(math.exp(-(dy * dy + dx * dx) / (2 * JBF_SIGMA_SPACE**2)))
+        weights += weight
+        total += weight * ab_pad[:, r + dy:r + dy + h, r + dx:r + dx + w]
+    return total / weights
+
+
+def joint_bilateral_upsample(L, Lab_small, rows, columns):
+    """Step 2 for a few page rows of L (rows, W), from Lab_small (3, h, w), the network's L and filtered ab.
+    rows: for each of the two network rows that bilinear mixes into a page row, their indices (rows,)
+    and bilinear weights (rows, 1); columns: the same for the page's columns, the indices given as the
+    number of page columns of each network column (w,), the weights (W,) -> ab (2, rows, W)."""
+    total, weights = np.zeros((2, *L.shape), np.float32), np.zeros(L.shape, np.float32)
+    for tap_rows, row_weight in rows:
+        Lab_rows = Lab_small[:, tap_rows]  # (3, rows, w)
+        for repeats, column_weight in columns:
+            tap = np.repeat(Lab_rows, repeats, axis=2)  # (3, rows, W): this tap's L, a and b
+            weight = likeness(L, tap[0])
+            weight *= row_weight
+            weight *= column_weight
+            weights += weight
+            ab_tap = tap[1:]
+            ab_tap *= weight
+            total += ab_tap
+    return total / weights
+
+
 def linear_taps(n_out, n_in):
     """Linear resampling of rows as F.interpolate(align_corners=False) does it, but for any band of
     output rows: for each output row its two input rows and the second one's weight."""
@@ -356,9 +429,16 @@ class Colorize:
 
     def finish_image(self, item, fake, page, run):
         """-> (input band, colorized band) for each band of the page: G's ab (2, H, W), cropped out of the
-        padding and upsampled to the page, joined to each band's own L."""
+        padding and upsampled to the page as run.ab_upsample says ("joint-bilateral", guided by L, or
+        "bilinear"; a run of None, outside generate.py, is bilinear), joined to each band's own L."""
         top, left, h, w = item["crop"]
         ab = fake[:, top:top + h, left:left + w].numpy() * AB_SCALE  # (2, h, w) in Lab units
+        edge_aware = run is not None and run.ab_upsample == "joint-bilateral"
+        return (self.finish_joint_bilateral if edge_aware else self.finish_bilinear)(item, ab, page)
+
+    def finish_bilinear(self, item, ab, page):
+        """finish_image with ab upsampled bilinearly, as F.interpolate(align_corners=False) would."""
+        h = item["crop"][2]
         first, second, weight = linear_taps(page.height, h)
         for r0, band in utils.bands(page):
             rows = slice(r0, r0 + len(band))
@@ -366,6 +446,31 @@ class Colorize:
             a, b = F.interpolate(torch.from_numpy(ab_rows), size=page.width, mode="linear", align_corners=False).numpy()
             Y = luminance(band)
             yield band, lab_to_srgb8(Y, lab_f(Y), a, b)
+
+    def finish_joint_bilateral(self, item, ab, page):
+        """finish_image, edge-aware: G's ab filtered within the regions of the L that G saw, then upsampled
+        to the page by the page's own L. Each output pixel depends on its page row alone, so bands give
+        the whole page's result bit for bit."""
+        top, left, h, w = item["crop"]
+        L_small = ((item["x"][0, top:top + h, left:left + w] + 1) * L_SCALE).numpy()  # the L that G saw
+        Lab_small = np.concatenate([L_small[None], joint_bilateral_filter(L_small, ab)])  # (3, h, w)
+        first, second, weight = linear_taps(page.height, h)
+        col_first, col_second, col_weight = linear_taps(page.width, w)
+        # The column taps do not decrease along a row: gathering them is a repeat of each network
+        # column, twice as fast as np.take.
+        columns = [(np.bincount(col_first, minlength=w), 1 - col_weight),
+                   (np.bincount(col_second, minlength=w), col_weight)]
+        step = max(1, JBU_CHUNK_PIXELS // page.width)
+        for r0, band in utils.bands(page):
+            Y = luminance(band)
+            fy = lab_f(Y)
+            L = 116 * fy - 16  # (rows, W)
+            ab_band = np.empty((2, *L.shape), np.float32)
+            for r in range(0, len(band), step):
+                rows = slice(r0 + r, r0 + min(r + step, len(band)))
+                taps = (first[rows], 1 - weight[rows, None]), (second[rows], weight[rows, None])
+                ab_band[:, r:r + step] = joint_bilateral_upsample(L[r:r + step], Lab_small, taps, columns)
+            yield band, lab_to_srgb8(Y, fy, *ab_band)
 
     def output_hole(self, item, size, run):
         """What --reference scores inside: None, the whole image."""
