@@ -11,7 +11,6 @@ arXiv 1611.05118, github.com/miyyer/comics); CelebA as distributed by Liu et al.
 (mmlab.ie.cuhk.edu.hk/projects/CelebA.html), in its official, torchvision and Kaggle layouts. The README
 says where to get the data.
 """
-import argparse
 import csv
 import errno
 import multiprocessing as mp
@@ -384,7 +383,7 @@ def celeba_jobs(splits):
 
 
 def reorganize_parser():
-    parser = argparse.ArgumentParser(description="Write a raw COMICS or CelebA tree as OUT/train, OUT/val and "
+    parser = utils.Parser(formatter_class=utils.HelpFormatter, description="Write a raw COMICS or CelebA tree as OUT/train, OUT/val and "
                                      "OUT/test, copied or pre-resized; rerunnable, the raw tree is only read.")
     datasets = parser.add_subparsers(dest="dataset", required=True)
     comics = datasets.add_parser("comics", help="COMICS panels, split by book")
@@ -393,7 +392,7 @@ def reorganize_parser():
     comics.add_argument("--size", type=int, metavar="N", help="shorter side down to N pixels, e.g. 286 (default: copy)")
     comics.add_argument("--val-frac", type=float, default=0.1, help="fraction of books for validation")
     comics.add_argument("--test-frac", type=float, default=0.1, help="fraction of books for test")
-    comics.add_argument("--seed", type=int, default=0, help="seed of the split by book")
+    comics.add_argument("--split-seed", type=int, default=0, help="seed of the split by book (as train.py's)")
     comics.add_argument("--ads", type=Path, metavar="FILE", help="predadpages.txt (default: found next to RAW)")
     celeba = datasets.add_parser("celeba", help="CelebA aligned faces, official partition")
     celeba.add_argument("raw", type=Path, metavar="RAW", help="official, torchvision, Kaggle or bare CelebA folder")
@@ -411,7 +410,7 @@ def _raw_splits(args):
     if args.dataset == "comics":
         ads_file = args.ads or find_ads_file(args.raw)
         print(f"advert pages: {ads_file or 'no ' + COMICS_ADS_FILE + ' found, all pages kept'}")
-        splits = comics_splits(args.raw, args.val_frac, args.test_frac, args.seed, ads_file)
+        splits = comics_splits(args.raw, args.val_frac, args.test_frac, args.split_seed, ads_file)
         return splits, comics_jobs(splits), RESIZE["comics"]
     splits = celeba_splits(args.raw)
     splits["train"], splits["val"] = splits["train"][:args.train_limit], splits["val"][:args.val_limit]

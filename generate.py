@@ -1,9 +1,9 @@
 """Colorize or inpaint a folder of images with a checkpoint from train.py, at the images' own resolution.
 
-    python generate.py --checkpoint runs/colorize/last.pt --input scans/ --output colored/
-    python generate.py --checkpoint runs/inpaint/best.pt --input photos/ --output repaired/ --save-comparison
-    python generate.py --checkpoint last.pt --input gray/ --output colored/ --reference originals/   # + scores.csv
-    python generate.py --checkpoint last.pt --input photo.jpg --output out/ --mask hole.png --device cuda
+    python generate.py --checkpoint runs/colorize-demo/best.pt --input scans/ --output colored/
+    python generate.py --checkpoint runs/inpaint-demo/best.pt --input photos/ --output repaired/ --save-comparison
+    python generate.py --checkpoint best.pt --input gray/ --output colored/ --reference originals/   # + scores
+    python generate.py --checkpoint best.pt --input photo.jpg --output out/ --mask hole.png --device cuda
 
 The task, the network and its resolution come from the checkpoint. --input is a file or a folder
 (walked recursively, following links but entering every real folder once, opening regular files only);
@@ -13,7 +13,8 @@ written: an --output inside --input is refused. Unreadable images and images ove
 the header, before decoding) are reported with their reason and skipped, and the exit status is 1 if any
 failed. Each output records the checkpoint and settings that made it (OUTPUT/generate.json, and a tag in
 the PNG): a rerun goes on where a run stopped and never mixes outputs of another checkpoint or settings
-into the folder (--overwrite redoes them all).
+into the folder (--overwrite redoes them all). OUTPUT/index.html shows every input beside its output (and,
+with --reference, its true image and scores, the worst first) as thumbnails linked to the full files.
 
 How an image of any size becomes the network's input and how the output is put back together at full
 resolution is the task's own (colorize.py: the image's L at its own aspect in, the predicted ab upsampled
@@ -44,6 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import model
+import pages
 import tasks
 import utils
 
@@ -52,41 +54,43 @@ KILLED = "its worker process was killed (out of memory?)"
 
 
 def get_parser():
-    p = utils.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # data
-    p.add_argument("--checkpoint", required=True, help="last.pt or best.pt of a run")
-    p.add_argument("--input", required=True, help="an image or a folder of images (recursive)")
-    p.add_argument("--output", required=True, help="folder for the PNG results (never inside --input)")
-    p.add_argument("--max-pixels", type=utils.POSITIVE_INT, default=2 * Image.MAX_IMAGE_PIXELS, help="skip larger "
-                   "images, judged from the header (default: Pillow's decompression-bomb limit, about 179 megapixels)")
-    p.add_argument("--mask", default="auto", help="inpaint: 'auto' (a white square near the center is the "
-                   "hole, else the center is blanked), 'center', or a mask image (white = hole)")
-    p.add_argument("--save-comparison", action="store_true", help="also write <name>.comparison.png [input | output]")
-    p.add_argument("--overwrite", action="store_true", help="redo every image, also those whose output exists")
-    p.add_argument("--reference", type=reference_folder, help="folder of the true images (same relative paths, "
-                   "any extension): score every output into OUTPUT/scores.csv and scores.json")
-    # model at test time
-    p.add_argument("--size", type=utils.POSITIVE_INT, help="network resolution; colorize: of the shorter side "
+    p = utils.Parser(description=__doc__, formatter_class=utils.HelpFormatter)
+    g = p.add_argument_group("images")
+    g.add_argument("--checkpoint", required=True, help="last.pt or best.pt of a run, an --export of one, or an "
+                   "official pix2pix colorization latest_net_G.pth")
+    g.add_argument("--input", required=True, help="an image or a folder of images (recursive)")
+    g.add_argument("--output", required=True, help="folder for the PNG results (never inside --input)")
+    g.add_argument("--reference", help="folder of the true images (same relative paths, "
+                   "any extension): score every output into OUTPUT/scores.csv and scores.json (default: no scores)")
+    g.add_argument("--save-comparison", action="store_true", help="also write <name>.comparison.png [input | output]")
+    g.add_argument("--overwrite", action="store_true", help="redo every image, also those whose output exists")
+    g.add_argument("--max-pixels", type=utils.POSITIVE_INT, default=2 * Image.MAX_IMAGE_PIXELS, help="skip larger "
+                   "images, judged from the header (Pillow's decompression-bomb limit, about 179 megapixels)")
+    g = p.add_argument_group("test time", "Defaults come from the checkpoint: its network size and the test-time "
+                             "choices of its run.")
+    g.add_argument("--size", type=utils.POSITIVE_INT, help="network resolution; colorize: of the shorter side "
                    "(default: the training size)")
-    p.add_argument("--aspect", choices=["keep", "squash"], default="keep", help="colorize: the network sees the image "
-                   "at its own aspect (as in training), or squashed to a --size square (as before; see README)")
-    p.add_argument("--ab-upsample", choices=["joint-bilateral", "bilinear"], default="joint-bilateral", help="colorize: "
-                   "the predicted colour to the page's size, edge-aware by the page's L (default; docs/colour.md) or bilinear")
-    p.add_argument("--norm-stats", choices=model.NORM_STATS, help="BatchNorm statistics: each image's own or the "
-                   "running averages of training (default: the checkpoint's choice, else running)")
-    p.add_argument("--dropout", choices=["off", "on"],
-                   help="dropout at test time (default: the checkpoint's choice, else off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout, combined with each image's path")
-    # system
-    p.add_argument("--batch-size", type=utils.POSITIVE_INT, default=8, help="images per network batch")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
-    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto", help="autocast precision (auto: "
-                   "bf16 on CUDA and on CPUs that execute it natively, else fp32)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="NHWC memory format (default; the U-Net's transposed convolutions are 25%% faster on a CPU)")
-    p.add_argument("--workers", type=utils.NATURAL, help="processes that each take their share of the images through "
+    g.add_argument("--aspect", choices=["keep", "squash"], default="keep", help="colorize: the network sees the image "
+                   "at its own aspect (as in training), or squashed to a --size square (docs/aspect.md)")
+    g.add_argument("--ab-upsample", choices=["joint-bilateral", "bilinear"], default="joint-bilateral", help="colorize: "
+                   "the predicted colour to the page's size, edge-aware by the page's L (docs/colour.md) or bilinear")
+    g.add_argument("--mask", default="auto", help="inpaint: 'auto' (a white square near the center is the "
+                   "hole, else the center is blanked), 'center', or a mask image (white = hole)")
+    g.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto", help="BatchNorm statistics: "
+                   "each image's own or the running averages of training; auto: the checkpoint's choice, else running")
+    g.add_argument("--test-dropout", choices=["off", "on"], help="dropout at test time (default: the checkpoint's "
+                   "choice, else off)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout, combined with each image's path")
+    g = p.add_argument_group("system")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
+    g.add_argument("--batch-size", type=utils.POSITIVE_INT, default=8, help="images per network batch")
+    g.add_argument("--workers", type=utils.NATURAL, help="processes that each take their share of the images through "
                    "decoding, the network and the PNG (0 or 1: this process alone; default: one per CPU core on "
                    "the CPU, none beside a GPU)")
+    g.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto", help="autocast precision (auto: "
+                   "bf16 on CUDA and on CPUs that execute it natively, else fp32)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="NHWC memory format (the U-Net's transposed convolutions are 25%% faster on a CPU)")
     return p
 
 
@@ -120,7 +124,7 @@ def run_network(batch, run):
     if run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     seeds = [model.image_seed(run.seed, item["key"]) for item in batch]
-    with utils.autocast(run.device, run.precision), model.test_time(run.G, run.norm_stats, run.dropout == "on", seeds):
+    with utils.autocast(run.device, run.precision), model.test_time(run.G, run.norm_stats, run.test_dropout == "on", seeds):
         return run.G(x).float().cpu()
 
 
@@ -129,7 +133,8 @@ def write_result(item, fake, run):
     try:
         page = utils.read_page(item["src"], run.max_pixels)
         pieces = run.task.finish_image(item, fake, page, run)
-        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, run.tag, keep=bool(run.reference))
+        thumbnails = pages.thumbnail_path(run.output, item["image"], "input"), pages.thumbnail_path(run.output, item["image"], "output")
+        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, run.tag, thumbnails, keep=bool(run.reference))
         if run.reference:
             item["scores"] = score_output(item, output, run.task.output_hole(item, page.size, run), run)
     except Exception as e:  # as in prepare: this image fails, the others go on
@@ -145,11 +150,12 @@ def rescore(item, run):
         item["error"] = f"cannot score {utils.shown(item['dst'])}: {utils.one_line(e)}"
 
 
-def write_outputs(dst, size, pieces, comparison, tag, keep):
+def write_outputs(dst, size, pieces, comparison, tag, thumbnails, keep):
     """Stream (input band, output band) pairs into dst, and [input | output] into its comparison, each
-    tagged with what made it -> the whole output if keep (to score it), else None."""
+    tagged with what made it, and into the thumbnails of input and output -> the whole output if keep (to
+    score it), else None."""
     W, H = size
-    kept = []
+    kept, small = [], [pages.Thumbnail(W, H), pages.Thumbnail(W, H)]
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(utils.PngWriter(dst, W, H, {TAG_KEY: tag}))
         both = stack.enter_context(utils.PngWriter(comparison_of(dst), 2 * W, H, {TAG_KEY: tag})) if comparison else None
@@ -157,8 +163,12 @@ def write_outputs(dst, size, pieces, comparison, tag, keep):
             out.write(result)
             if both:
                 both.write(np.concatenate([utils.as_rgb(band), result], axis=1))
+            small[0].add(band)
+            small[1].add(result)
             if keep:
                 kept.append(result)
+    for thumbnail, path in zip(small, thumbnails):
+        thumbnail.save(path)
     return np.concatenate(kept) if keep else None
 
 
@@ -203,11 +213,13 @@ def output_names(relative, comparison):
         whole |= meeting
 
 
-def check_folders(input_path, output_dir):
-    """Refuse an --input that is not there and an --output inside it or that cannot be written, before
-    anything else: the output folder is made and a file is written in it and removed."""
+def check_folders(input_path, output_dir, reference):
+    """Refuse an --input or --reference that is not there and an --output inside --input or that cannot
+    be written, before anything else: the output folder is made and a file is written in it and removed."""
     if not input_path.exists():
         raise SystemExit(f"error: --input {input_path} does not exist")
+    if reference and not Path(reference).is_dir():
+        raise SystemExit(f"error: --reference {reference} is not a folder")
     if input_path.is_dir() and (output_dir == input_path or input_path in output_dir.parents):
         raise SystemExit(f"error: --output {output_dir} is inside --input {input_path}: inputs are never written over")
     if output_dir.exists() and not output_dir.is_dir():
@@ -221,11 +233,11 @@ def check_folders(input_path, output_dir):
         raise SystemExit(f"error: cannot write into --output {output_dir}: {e.strerror or utils.one_line(e)}")
 
 
-def plan_jobs(input_path, output_dir, comparison):
+def plan_jobs(input_path, output_dir, comparison, reference=None):
     """A job {src, dst, key, rel} for every image below --input, refusing any destination that is an
     input; the key, the source's path below --input, seeds the image's dropout."""
     input_path, output_dir = Path(input_path).resolve(), Path(output_dir).resolve()
-    check_folders(input_path, output_dir)
+    check_folders(input_path, output_dir, reference)
     files = utils.list_images(input_path, avoid=[output_dir])
     root = input_path if input_path.is_dir() else input_path.parent
     relative = [f.relative_to(root) for f in files]
@@ -246,7 +258,7 @@ def describe_run(run, args):
     record = {"checkpoint": {"file": utils.shown(ckpt), "bytes": ckpt.stat().st_size, "modified_ns": ckpt.stat().st_mtime_ns},
               "settings": {"task": run.cfg["task"], "size": run.size, "aspect": args.aspect,
                            "ab_upsample": args.ab_upsample, "mask": mask, "norm_stats": run.norm_stats,
-                           "dropout": run.dropout, "seed": args.seed, "precision": run.precision}}
+                           "test_dropout": run.test_dropout, "seed": args.seed, "precision": run.precision}}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16], record
 
 
@@ -299,8 +311,8 @@ def load(args):
     run = SimpleNamespace(**{**vars(args), "cfg": cfg, "task": tasks.TASKS[cfg["task"]], "device": device,
                              "mask_image": None, "G": G})
     run.size = args.size or cfg["image_size"]
-    run.norm_stats = args.norm_stats or cfg.get("norm_stats", "running")
-    run.dropout = args.dropout or cfg.get("dropout", "off")
+    run.norm_stats = cfg.get("norm_stats", "running") if args.norm_stats == "auto" else args.norm_stats
+    run.test_dropout = args.test_dropout or cfg.get("test_dropout", "off")
     run.precision, run.precision_why = utils.resolve_precision(args.precision, device)
     run.task.setup_generation(run)
     run.G = G.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
@@ -392,7 +404,7 @@ def records_of(chunks, run, args, workers):
 
 def main(args):
     run = load(args)
-    jobs = plan_jobs(args.input, args.output, args.save_comparison)
+    jobs = plan_jobs(args.input, args.output, args.save_comparison, args.reference)
     todo, done, records = sort_jobs(jobs, run, args)
     old_scores = previous_scores(args) if args.reference and not args.overwrite else {}
     rescored = [dict(job, score=True) for job in done if args.reference and job["image"] not in old_scores]
@@ -428,9 +440,12 @@ def main(args):
         return 130
     finally:
         signal.signal(signal.SIGTERM, stop_on_sigterm)
+    rows = []
     if args.reference:
         done_images = {job["image"] for job in done}
-        report_scores([row for image, row in old_scores.items() if image in done_images] + scores, args)
+        rows = [row for image, row in old_scores.items() if image in done_images] + scores
+        report_scores(rows, args)
+    write_page(jobs, rows, run, args)
     for src, reason in failed:
         print(f"failed: {utils.shown(src)}: {reason}", file=sys.stderr)
     print(f"Done: {written} written to {args.output}, {len(done)} already there, {len(failed)} failed.")
@@ -441,12 +456,6 @@ def main(args):
 # Scores against the true images (--reference): the metrics of training's validation (the task's file),
 # here at the outputs' full resolution and one image at a time, so that memory follows the largest image.
 # OUTPUT/scores.csv holds a row for every output of the folder that has a reference, whichever run wrote it.
-
-def reference_folder(path):
-    if not Path(path).is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is not a folder")
-    return path
-
 
 def as_batch(rgb):
     """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
@@ -481,9 +490,20 @@ def score_output(item, out, hole, run):
     if reference is None:
         return {"image": image, "error": f"no {utils.shown(item['rel'].stem)}.* in {Path(run.reference) / item['rel'].parent}"}
     try:
-        return {"image": image, **score_pair(run.cfg["task"], out, np.array(utils.load_image(reference)), hole)}
+        true = utils.load_image(reference)
+        pages.save_thumbnail(true, pages.thumbnail_path(run.output, image, "reference"))
+        return {"image": image, **score_pair(run.cfg["task"], out, np.array(true), hole)}
     except Exception as e:  # a broken reference file raises whatever PIL raises
         return {"image": image, "error": f"{utils.shown(reference)}: {utils.one_line(e)}"}
+
+
+def write_page(jobs, rows, run, args):
+    """OUTPUT/index.html over every output of the folder, with its scores if it has some."""
+    scores = {row["image"]: row for row in rows if "error" not in row}
+    entries = [dict(image=job["image"], src=job["src"], scores=scores.get(job["image"]),
+                    reference=find_reference(Path(args.reference), job["rel"]) if job["image"] in scores else None)
+               for job in jobs if job["dst"].exists()]
+    pages.outputs_page(args.output, entries, run.task.score, f"{run.cfg['task']}: {args.input} -> {args.output}")
 
 
 def previous_scores(args):

@@ -94,10 +94,10 @@ def inpaint_output(x, fake, boxes, hole, netG):
 
 class InpaintTransform:
     """CelebA preprocessing (largest centered square, bicubic resize to image_size; a horizontal flip when
-    training) and the position of the patch to predict: the center, or anywhere with mask='random'."""
+    training) and the position of the patch to predict: the center, or anywhere with position='random'."""
 
-    def __init__(self, image_size, patch, train, mask="center"):
-        self.image_size, self.patch, self.train, self.mask = image_size, patch, train, mask
+    def __init__(self, image_size, patch, train, position="center"):
+        self.image_size, self.patch, self.train, self.position = image_size, patch, train, position
         self.min_side = image_size
 
     def __call__(self, img, rng):
@@ -105,7 +105,7 @@ class InpaintTransform:
         img = utils.center_square(img, s)
         if self.train and rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        if self.train and self.mask == "random":
+        if self.train and self.position == "random":
             box = (int(rng.integers(0, s - p + 1)), int(rng.integers(0, s - p + 1)))
         else:
             box = center_box(s, p)
@@ -321,7 +321,7 @@ class Inpaint:
     # --- the data
 
     def transforms(self, cfg):
-        return (InpaintTransform(cfg.image_size, cfg.patch, train=True, mask=cfg.mask),
+        return (InpaintTransform(cfg.image_size, cfg.patch, train=True, position=cfg.hole_position),
                 InpaintTransform(cfg.image_size, cfg.patch, train=False))
 
     def demo_set(self, cfg, count, first_id, transform):

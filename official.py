@@ -119,7 +119,7 @@ def load(state_dict, opts):
     batch_1 = str(opts.get("batch_size", 1)) == "1"  # the official default
     cfg = dict(task=TASK, netG="unet", image_size=2**depth, ngf=arch["ngf"], norm=arch["norm"],
                bottleneck=0, source="official", official_netG=arch["netG"], no_dropout=no_dropout,
-               norm_stats="image" if batch_1 else "running", dropout="off")  # as train.py decides them
+               norm_stats="image" if batch_1 else "running", test_dropout="off")  # as train.py decides them
     with torch.device("meta"):  # no time spent on a random init that the weights overwrite
         G = model.UNetGenerator(arch["input_nc"], arch["output_nc"], cfg["image_size"], cfg["ngf"], cfg["norm"])
     utils.assign_weights(G, official_to_ours(state_dict, depth))

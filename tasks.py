@@ -29,8 +29,20 @@ def build_discriminator(task, netG, netD, image_size, ndf=64, norm="batch"):
     return model.build_discriminator(netD, in_ch, out_ch, image_size, ndf, norm)
 
 
+# Settings that train.py's configuration held under other names, so that older checkpoints load and resume.
+RENAMED = {"dropout": "test_dropout", "mask": "hole_position", "save_every": "save_every_min", "max_steps": "stop_at"}
+
+
+def checkpoint_config(checkpoint):
+    """A checkpoint's configuration, every setting under its present name."""
+    cfg = {RENAMED.get(k, k): v for k, v in checkpoint["config"].items()}
+    if "val_limit" in cfg and "test_limit" not in cfg:
+        cfg["test_limit"] = cfg["val_limit"]  # one limit cut both splits
+    return cfg
+
+
 def _load_ours(checkpoint):
-    cfg = dict(checkpoint["config"])
+    cfg = checkpoint_config(checkpoint)
     if any(k not in cfg for k in GENERATOR_KEYS):
         raise ValueError(f"the checkpoint's config lacks {', '.join(k for k in GENERATOR_KEYS if k not in cfg)}")
     try:

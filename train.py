@@ -1,20 +1,20 @@
 """Train Pix2Pix colorization of comic panels, or Context Encoder inpainting of faces.
 
-    python train.py                                    # colorize the built-in demo panels (~11 min, 2-core CPU)
-    python train.py --task inpaint                     # inpaint the built-in demo faces (under 20 min, CPU)
+    python train.py                                    # colorize the built-in demo panels (2-core CPU: README)
+    python train.py --task inpaint                     # inpaint the built-in demo faces
     python train.py --task colorize --data raw_panel_images          # COMICS, the paper's large-set preset
     python train.py --task inpaint --data celeba --train-limit 80000 --val-limit 2000
     torchrun --standalone --nproc_per_node=4 train.py --data raw_panel_images      # 4 GPUs
-    python train.py --resume runs/colorize/last.pt     # continue exactly where a run stopped
-    python train.py --score runs/colorize/best.pt      # score a checkpoint on the test split
-    python train.py --export runs/colorize/best.pt model.pt --export-dtype bf16   # the generator alone
+    python train.py --resume runs/colorize-demo/last.pt     # go on exactly where a run stopped
+    python train.py --score runs/colorize-demo/best.pt      # score a checkpoint on the test split
+    python train.py --export runs/colorize-demo/best.pt model.pt --export-dtype bf16   # the generator alone
 
-Steps drive a run: the learning rate (constant, then linear decay to exactly 0 at the last step),
-validation, samples, curves and checkpoints all count optimization steps; --epochs and --epochs-decay
-state the length in passes over the training set. Writes a run folder (--out): config.json, last.pt,
-best.pt, metrics.csv (a row per validation), plot.png, samples/step_XXXXXXXX.png ([input | output |
-target] on a fixed validation batch) and, at the end, test_scores.csv/.json. --batch-size is per
-process: under torchrun the global batch is N times larger.
+Steps drive a run: the learning rate (constant, then linear decay to exactly 0 after the last step),
+validation, samples, curves and checkpoints all count optimization steps; --steps, or --epochs and
+--epochs-decay in passes over the training set, give the length. Writes a run folder (--out): index.html
+(the page to look at), config.json, last.pt, best.pt, metrics.csv (a row per validation), plot.png,
+samples/step_XXXXXXXX.png ([input | output | target] on a fixed validation batch) and, at the end,
+test_scores.csv/.json. --batch-size is per process: under torchrun the global batch is N times larger.
 
 What makes each task what it is (its presets, its (x, y), what D judges, its scores) is in its own file,
 colorize.py or inpaint.py; this file asks the task object and never branches on the task.
@@ -44,14 +44,15 @@ from tqdm import tqdm
 import classes
 import demo
 import model
+import pages
 import tasks
 import utils
 
 # Flags that may change when a run is resumed; the others would change the networks, the objective or
 # the order of the data, and are refused (--batch-size may change with the number of processes, if the
 # images per step stay the same: check_resumed_schedule).
-RESUMABLE = {"epochs", "epochs_decay", "max_steps", "device", "workers", "save_every", "val_every", "out",
-             "val_images", "data", "precision", "compile", "channels_last", "sync_bn", "batch_size"}
+RESUMABLE = {"steps", "epochs", "epochs_decay", "stop_at", "device", "workers", "save_every_min", "val_every", "out",
+             "val_images", "test_limit", "data", "precision", "compile", "channels_last", "sync_bn", "batch_size"}
 # Everything a run writes into its folder: a folder holding any of it belongs to that run.
 RUN_FILES = ("last.pt", "best.pt", "config.json", "metrics.csv", "plot.png", "samples", "test_scores.csv",
              "test_scores.json")
@@ -65,76 +66,87 @@ PROGRESS_EVERY = 10  # steps between updates of the progress bar's losses: readi
 
 
 def get_parser():
-    p = utils.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = utils.Parser(description=__doc__, formatter_class=utils.HelpFormatter)
     count, natural, positive, nonnegative = utils.POSITIVE_INT, utils.NATURAL, utils.POSITIVE, utils.NONNEGATIVE
-    # data
-    p.add_argument("--task", choices=list(tasks.TASKS), default=next(iter(tasks.TASKS)), help="what to learn")
-    p.add_argument("--data", help="COMICS raw_panel_images, a CelebA folder, or an organized tree "
-                   "(DIR/train, DIR/val, DIR/test); none: the built-in procedural demo")
-    p.add_argument("--out", help="run folder (default runs/<task>, or runs/<task>-N if that holds a run)")
-    p.add_argument("--image-size", type=count, help=f"network resolution ({by_task('image_size')})")
-    p.add_argument("--load-size", type=count, help=f"shorter side before the random crop ({by_task('load_size')})")
-    p.add_argument("--val-images", type=count, help=f"validation images scored at every validation ({by_task('val_images')})")
-    p.add_argument("--train-limit", type=count, help="use only the first N training images")
-    p.add_argument("--val-limit", type=count, help="use only the first N validation (and test) images")
-    p.add_argument("--demo-images", type=count, help=f"size of the procedural demo training set ({by_task('demo_images')})")
-    # model
-    p.add_argument("--netG", choices=list(model.MIN_SIDE), help=f"generator ({by_task('netG')})")
-    p.add_argument("--netD", choices=["patch", "context"], help="discriminator: 70x70 PatchGAN on (input, output) "
-                   f"pairs, or the Context Encoder's on the patch ({by_task('netD')}; the U-Net's: patch)")
-    p.add_argument("--ngf", type=count, help=f"generator base width ({by_task('ngf')})")
-    p.add_argument("--ndf", type=count, help=f"discriminator base width ({by_task('ndf')})")
-    p.add_argument("--norm", choices=["batch", "instance"], default="batch", help="normalization layers")
-    p.add_argument("--bottleneck", type=count, help=f"Context Encoder bottleneck channels ({by_task('bottleneck')})")
-    # inpainting
-    p.add_argument("--fill", choices=["white", "mean", "zero"], default="white", help="colour of the hole")
-    p.add_argument("--overlap", type=natural, default=0, help="px of the predicted patch left visible around "
+    g = p.add_argument_group("data")
+    g.add_argument("--task", choices=list(tasks.TASKS), default=next(iter(tasks.TASKS)), help="what to learn")
+    g.add_argument("--data", help="COMICS raw_panel_images, a CelebA folder, or an organized tree (DIR/train, "
+                   "DIR/val, DIR/test) (default: the built-in procedural demo)")
+    g.add_argument("--image-size", type=count, help=f"network resolution (default: {by_task('image_size')})")
+    g.add_argument("--load-size", type=count, help=f"shorter side before the random crop (default: {by_task('load_size')})")
+    g.add_argument("--train-limit", type=count, help="use only the first N training images (default: all)")
+    g.add_argument("--val-limit", type=count, help="use only the first N validation images (default: all)")
+    g.add_argument("--test-limit", type=count, help="score only the first N test images (default: all)")
+    g.add_argument("--val-images", type=count, help=f"validation images scored at every validation, evenly spaced "
+                   f"among those (default: {by_task('val_images')})")
+    g.add_argument("--demo-images", type=count, help=f"size of the procedural demo training set "
+                   f"(default: {by_task('demo_images')})")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the by-book COMICS split (as classes.py's)")
+    g.add_argument("--fill", choices=["white", "mean", "zero"], default="white", help="inpaint: colour of the hole")
+    g.add_argument("--hole-position", choices=["center", "random"], default="center",
+                   help="inpaint: where the hole is in training images")
+    g = p.add_argument_group("model")
+    g.add_argument("--netG", choices=list(model.MIN_SIDE), help=f"generator (default: {by_task('netG')})")
+    g.add_argument("--netD", choices=["patch", "context"], help="discriminator: 70x70 PatchGAN on (input, output) "
+                   f"pairs, or the Context Encoder's on the patch (default: {by_task('netD')}; with --netG unet, patch)")
+    g.add_argument("--ngf", type=count, help=f"generator base width (default: {by_task('ngf')})")
+    g.add_argument("--ndf", type=count, help=f"discriminator base width (default: {by_task('ndf')})")
+    g.add_argument("--norm", choices=["batch", "instance"], default="batch", help="normalization layers")
+    g.add_argument("--bottleneck", type=count, help=f"Context Encoder bottleneck channels (default: {by_task('bottleneck')})")
+    g = p.add_argument_group("objective")
+    g.add_argument("--rec-loss", choices=["l1", "l2"], help=f"reconstruction loss (default: {by_task('rec_loss')})")
+    g.add_argument("--lambda-rec", "--lambda-l1", dest="lambda_rec", type=nonnegative,
+                   help=f"weight of the reconstruction term (default: {by_task('lambda_rec')})")
+    g.add_argument("--lambda-adv", type=nonnegative, help=f"weight of the adversarial term (default: {by_task('lambda_adv')}: "
+                   "1 - lambda_rec whenever 0 < --lambda-rec < 1, as the Context Encoder mixes them)")
+    g.add_argument("--overlap", type=natural, default=0, help="inpaint: px of the predicted patch left visible around "
                    "the hole, weighted 10x in the loss (the paper's overlapPred: 4)")
-    p.add_argument("--mask", choices=["center", "random"], default="center", help="hole position in training")
-    # optimization
-    p.add_argument("--epochs", type=nonnegative, help=f"epochs at the initial learning rate ({by_task('epochs')})")
-    p.add_argument("--epochs-decay", type=nonnegative, help=f"then epochs of linear decay to zero ({by_task('epochs_decay')})")
-    p.add_argument("--max-steps", type=count, help="stop (and save) after this many steps in all")
-    p.add_argument("--batch-size", type=count, help=f"images per process and step ({by_task('batch_size')})")
-    p.add_argument("--lr", type=positive, default=2e-4, help="Adam learning rate (of D; G's is --lr-g-mult times it)")
-    p.add_argument("--beta1", type=utils.number(float, 0, 1), default=0.5, help="Adam beta1, in [0, 1)")
-    p.add_argument("--lr-g-mult", type=positive, help=f"G's lr multiplier ({by_task('lr_g_mult')}; the Context "
+    g = p.add_argument_group("schedule", "A run's length is --steps, or else --epochs + --epochs-decay passes over the "
+                             "training set: the lr is constant, then decays linearly to exactly 0 after the last step.")
+    g.add_argument("--steps", type=count, help="the run's length in steps, split between constant and decaying lr as "
+                   "--epochs and --epochs-decay are (default: from the epochs)")
+    g.add_argument("--epochs", type=nonnegative, help=f"passes at the initial lr (default: {by_task('epochs')})")
+    g.add_argument("--epochs-decay", type=nonnegative, help=f"then passes of linear decay to zero "
+                   f"(default: {by_task('epochs_decay')})")
+    g.add_argument("--batch-size", type=count, help=f"images per process and step (default: {by_task('batch_size')})")
+    g.add_argument("--lr", type=positive, default=2e-4, help="Adam learning rate of D (G's is --lr-g-mult times it)")
+    g.add_argument("--lr-g-mult", type=positive, help=f"G's lr multiplier (default: {by_task('lr_g_mult')}: the Context "
                    "Encoder's original code uses 10 whenever 0 < --lambda-rec < 1)")
-    p.add_argument("--lambda-rec", "--lambda-l1", dest="lambda_rec", type=nonnegative,
-                   help=f"weight of the reconstruction term ({by_task('lambda_rec')})")
-    p.add_argument("--lambda-adv", type=nonnegative, help=f"weight of the adversarial term ({by_task('lambda_adv')}; "
-                   "1 - lambda_rec whenever 0 < --lambda-rec < 1)")
-    p.add_argument("--rec-loss", choices=["l1", "l2"], help=f"reconstruction loss ({by_task('rec_loss')})")
-    p.add_argument("--ema", type=utils.number(float, 0, 1), default=0.0, help="decay of an exponential moving average "
-                   "of G's weights, which validation, best.pt, the test split, --export and generate.py then use "
-                   "(0: none)")
-    # test time: how validation, best.pt and (by default) generate.py run G
-    p.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto",
+    g.add_argument("--beta1", type=utils.number(float, 0, 1), default=0.5, help="Adam beta1, in [0, 1)")
+    g.add_argument("--ema", type=utils.number(float, 0, 1), help="decay of an average of G's weights, which validation, "
+                   f"best.pt, the test split, --export and generate.py then use; 0: none (default: {by_task('ema') or 0})")
+    g.add_argument("--seed", type=int, default=0, help="random seed (each rank adds its rank)")
+    g = p.add_argument_group("test time", "How validation, best.pt, the test split and (by default) generate.py run G.")
+    g.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto",
                    help="BatchNorm at test time: each image's own statistics (the paper's batch-1 test) or "
                    "the running averages; auto: image when training at batch 1, else running")
-    p.add_argument("--dropout", choices=["off", "on"], help="dropout at test time (default off; the paper: on, for "
-                   "stochastic outputs)")
-    # logging
-    p.add_argument("--val-every", type=count, help=f"validate, draw samples and curves, save every N steps "
-                   f"(default: every epoch, at most {VAL_EVERY_MAX})")
-    p.add_argument("--save-every", type=nonnegative, default=15.0, help="minutes between checkpoints in between")
-    # system
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device")
-    p.add_argument("--workers", type=natural, help="data loading processes per GPU process")
-    p.add_argument("--seed", type=int, default=0, help="random seed (each rank adds its rank)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the by-book COMICS split")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run of CHECKPOINT (e.g. runs/colorize-demo/last.pt)")
-    p.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto", help="autocast precision (auto: "
+    g.add_argument("--test-dropout", choices=["off", "on"], help="dropout at test time, off by default (it is always "
+                   "on in training; the paper keeps it on at test time too, for stochastic outputs)")
+    g = p.add_argument_group("logging")
+    g.add_argument("--out", help="run folder (default: runs/<task>, runs/<task>-demo for the demo; runs/<task>-2, -3, "
+                   "... if that holds a run)")
+    g.add_argument("--val-every", type=count, help=f"steps between validations, sample grids, curves and checkpoints "
+                   f"(default: a pass, at most {VAL_EVERY_MAX})")
+    g.add_argument("--save-every-min", type=nonnegative, default=15.0, help="minutes between checkpoints in between")
+    g = p.add_argument_group("system")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device")
+    g.add_argument("--workers", type=natural, help="data loading processes per GPU process (default: the CPU cores "
+                   "per process less one, at most 8)")
+    g.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto", help="autocast precision (auto: "
                    "bf16 on CUDA and on CPUs that execute it natively, else fp32)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPUs)")
-    p.add_argument("--compile", action="store_true", help="torch.compile G and D")
-    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (CUDA only)")
-    # other jobs
-    p.add_argument("--score", metavar="CHECKPOINT", help="score CHECKPOINT on its run's test split (with --norm-stats, "
-                   "--dropout, --precision if given), then stop")
-    p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write CHECKPOINT's generator "
-                   "and configuration alone to OUT (for generate.py), then stop")
-    p.add_argument("--export-dtype", choices=list(utils.DTYPES), default="fp32", help="weights of --export")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPUs)")
+    g.add_argument("--compile", action="store_true", help="torch.compile G and D")
+    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (CUDA only)")
+    g = p.add_argument_group("resuming and stopping")
+    g.add_argument("--resume", metavar="CHECKPOINT", help="continue the run whose checkpoint CHECKPOINT is (its last.pt)")
+    g.add_argument("--stop-at", type=count, metavar="STEP", help="stop and save at step STEP, to continue later with "
+                   "--resume; the schedule stays the whole run's (default: at the end of the run)")
+    g = p.add_argument_group("other jobs (then stop)")
+    g.add_argument("--score", metavar="CHECKPOINT", help="score CHECKPOINT on its run's test split (with --norm-stats, "
+                   "--test-dropout, --precision if given)")
+    g.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), help="write CHECKPOINT's generator "
+                   "and configuration alone to OUT (for generate.py)")
+    g.add_argument("--export-dtype", choices=list(utils.DTYPES), default="fp32", help="weights of --export")
     return p
 
 
@@ -152,8 +164,10 @@ def by_task(key):
             cfg = dict(preset, norm="batch", norm_stats="auto")
             cfg.update({k: v for k, v in task.defaults(cfg).items() if cfg.get(k) in (None, "auto")})
             values[label] = f"{cfg[key]:g}" if isinstance(cfg.get(key), float) else cfg.get(key)
-        others = [f"{label} {v}" for label, v in values.items() if label and v != values[""]]
-        shown.append(f"{name} {values['']}" + (f" ({', '.join(others)})" if others else ""))
+        others = [f"{label} {v}" for label, v in values.items() if label and v != values[""] and v is not None]
+        first = "" if values[""] is None else f" {values['']}"
+        if first or others:
+            shown.append(f"{name}{first}" + (f" ({', '.join(others)})" if others else ""))
     return ", ".join(shown)
 
 
@@ -177,7 +191,9 @@ def resolve_config(args, checkpoint):
     or, without --data, its demo preset."""
     explicit = {k for k, v in vars(args).items() if v != get_parser().get_default(k)} - {"resume", "score"}
     if checkpoint:
-        cfg = dict(checkpoint["config"])
+        # Settings that the run's train.py did not have yet take their defaults; --stop-at is for one session.
+        cfg = {**vars(get_parser().parse_args([])), **tasks.checkpoint_config(checkpoint), "stop_at": None}
+        cfg["ema"] = cfg["ema"] or 0.0
         changed = sorted(k for k in explicit if getattr(args, k) != cfg.get(k))
         refused = [f"--{k.replace('_', '-')}" for k in changed if k not in RESUMABLE]
         if refused:
@@ -196,7 +212,7 @@ def resolve_config(args, checkpoint):
     cfg = vars(args).copy()
     cfg.update({k: v for k, v in preset.items() if cfg.get(k) is None})
     cfg.update({k: v for k, v in task.defaults(cfg).items() if cfg.get(k) in (None, "auto")})
-    cfg["dropout"] = cfg["dropout"] or "off"
+    cfg["test_dropout"], cfg["ema"] = cfg["test_dropout"] or "off", cfg["ema"] or 0.0
     check_config(cfg, task)
     if cfg["out"] is None:
         cfg["out"] = free_run_folder(Path("runs") / (args.task + ("" if args.data else "-demo")))
@@ -283,7 +299,7 @@ def build_datasets(cfg, task, splits):
                 task.demo_set(cfg, cfg.val_images, demo.DEMO_TEST_ID, val_tf))
     splits = splits or find_splits(cfg.data, cfg.task, cfg.split_seed)
     files = {"train": splits["train"][:cfg.train_limit], "val": splits["val"][:cfg.val_limit],
-             "test": splits["test"][:cfg.val_limit]}
+             "test": splits["test"][:cfg.test_limit]}
     for split in ("train", "val"):
         if not files[split]:
             counts = ", ".join(f"{len(v):,} {k}" for k, v in files.items())
@@ -337,7 +353,9 @@ def batches_from(loader, sampler, start_step, batch_size):
 
 
 def run_length(cfg, steps_per_epoch):
-    """(steps in all, steps of lr decay) of the run, from its length in epochs."""
+    """(steps in all, steps of lr decay) of the run: --steps split as the epochs are, or the epochs."""
+    if cfg.steps:
+        return cfg.steps, round(cfg.steps * cfg.epochs_decay / (cfg.epochs + cfg.epochs_decay))
     total = max(1, round((cfg.epochs + cfg.epochs_decay) * steps_per_epoch))
     decay = round(cfg.epochs_decay * steps_per_epoch)
     return total, decay
@@ -487,7 +505,7 @@ class Diverged(Exception):
 
 @torch.no_grad()
 def validate(G, task, loader, cfg, device, norm_stats):
-    """Scores of G run as at test time (`norm_stats`, and dropout as cfg.dropout, seeded per image) on
+    """Scores of G run as at test time (`norm_stats`, and dropout as cfg.test_dropout, seeded per image) on
     the loader's readable images, next to the task's baselines that need no network -> (the means, a row
     per image)."""
     sums, rows, count = {}, [], 0
@@ -504,11 +522,11 @@ def validate(G, task, loader, cfg, device, norm_stats):
 
 
 def test_pictures(G, task, batch, cfg, device, norm_stats):
-    """G run on a batch as at test time (`norm_stats`, and dropout as cfg.dropout with a seed per image
+    """G run on a batch as at test time (`norm_stats`, and dropout as cfg.test_dropout with a seed per image
     from its index in the dataset, batch[-1]) -> ((input, output, target) as RGB in [0, 1], the task's extra)."""
     x, y, _, extra = task.prepare(batch, cfg, device)
     seeds = [model.image_seed(cfg.seed, i) for i in batch[-1].tolist()]
-    with model.test_time(G, norm_stats, cfg.dropout == "on", seeds), utils.autocast(device, cfg.autocast):
+    with model.test_time(G, norm_stats, cfg.test_dropout == "on", seeds), utils.autocast(device, cfg.autocast):
         fake = G(x).float()
     return task.pictures(x, fake, y, extra, cfg), extra
 
@@ -575,6 +593,8 @@ def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
             utils.plot_metrics(report.rows, report.out / "plot.png")
             report.plotted = time.time()
         save_samples(G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{run.step:08d}.png")
+        pages.run_page(report.out, vars(cfg), report.rows, f"Step {run.step:,} of {run.total:,}: validated at "
+                       f"{time.strftime('%Y-%m-%d %H:%M')}, {task.score} {score:.4g}.")
         tqdm.write(f"step {run.step} (epoch {row['epoch']}) | D {losses[0]:.3f} G_adv {losses[1]:.3f} G_rec "
                    f"{losses[2]:.4f} | val {task.score} {score:.2f} (baseline {metrics[task.baseline]:.2f}) "
                    f"ssim {metrics['ssim']:.3f} | skipped files {skipped}")
@@ -590,8 +610,8 @@ def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name, name=
     means, rows = validate(G, task, scoring_loader(test_set, VAL_BATCH), cfg, device, cfg.norm_stats)
     utils.write_scores(rows, means, out / f"{name}.csv", out / f"{name}.json", checkpoint=checkpoint_name,
                        images=len(rows), unreadable=len(test_set) - len(rows), norm_stats=cfg.norm_stats,
-                       dropout=cfg.dropout, precision=cfg.autocast)
-    print(f"Test split ({len(rows)} images, {checkpoint_name}, {cfg.norm_stats} statistics, dropout {cfg.dropout}): "
+                       dropout=cfg.test_dropout, precision=cfg.autocast)
+    print(f"Test split ({len(rows)} images, {checkpoint_name}, {cfg.norm_stats} statistics, dropout {cfg.test_dropout}): "
           + ", ".join(f"{k} {v:.4g}" for k, v in means.items() if not k.startswith("baseline")) + f" -> {out / name}.json")
     return means
 
@@ -603,10 +623,11 @@ def score_checkpoint(args, device):
     checkpoint = utils.load_checkpoint(args.score)
     if "config" not in checkpoint:
         raise SystemExit(f"error: {args.score} is not a train.py checkpoint (no configuration in it)")
-    cfg = argparse.Namespace(**dict(checkpoint["config"], data=args.data or checkpoint["config"]["data"]))
+    cfg = tasks.checkpoint_config(checkpoint)
+    cfg = argparse.Namespace(**dict(cfg, data=args.data or cfg["data"], test_limit=args.test_limit or cfg["test_limit"]))
     task = tasks.TASKS[cfg.task]
     cfg.norm_stats = cfg.norm_stats if args.norm_stats == "auto" else args.norm_stats
-    cfg.dropout = args.dropout or cfg.dropout
+    cfg.test_dropout = args.test_dropout or cfg.test_dropout
     cfg.precision = cfg.precision if args.precision == "auto" else args.precision
     cfg.autocast, _ = utils.resolve_precision(cfg.precision, device)
     if cfg.norm_stats not in task.norm_stats_modes(vars(cfg)):
@@ -619,7 +640,7 @@ def score_checkpoint(args, device):
     *_, test_set = build_datasets(cfg, task, None)
     path = Path(args.score)
     score_test_split(G.to(device), task, test_set, cfg, device, path.parent, path.name,
-                     name=f"test_scores_{path.stem}_{cfg.norm_stats}_dropout-{cfg.dropout}")
+                     name=f"test_scores_{path.stem}_{cfg.norm_stats}_dropout-{cfg.test_dropout}")
     return 0
 
 
@@ -693,7 +714,7 @@ def setup(args, rank, world, device):
     total, decay = run_length(cfg, len(loader))
     run = build_networks(cfg, device, world, checkpoint, total, decay)
     run.__dict__.update(loader=loader, sampler=sampler, shield=shield, train_set=train_set, test_set=test_set, total=total,
-                        end=min(total, cfg.max_steps or total), steps_per_epoch=len(loader))
+                        end=min(total, cfg.stop_at or total), steps_per_epoch=len(loader))
     report = None
     if rank == 0:
         report = start_report(cfg, val_set, run.step)
@@ -711,7 +732,7 @@ def main(args):
         return score_checkpoint(args, device)
     cfg, task, run, report = setup(args, rank, world, device)
     out, end, total = Path(cfg.out), run.end, run.total
-    run.stop, bce = StopFlags(world, cfg.save_every), F.binary_cross_entropy_with_logits
+    run.stop, bce = StopFlags(world, cfg.save_every_min), F.binary_cross_entropy_with_logits
     bar = tqdm(total=total, initial=run.step, disable=rank != 0, dynamic_ncols=True, desc=cfg.task)
     losses, n = torch.zeros(3, device=device), 0
     try:
@@ -763,7 +784,7 @@ def main(args):
                 return log(f"\nStopped by {run.stop.signal or 'a signal on another rank'} at step {run.step}: saved "
                            f"{out / 'last.pt'} (continue with --resume {out / 'last.pt'}).")
         bar.close()
-        end_of_run(run, task, cfg, device, rank)
+        end_of_run(run, task, cfg, device, report)
     except Diverged as e:
         raise SystemExit(f"error: training diverged: {e}. Nothing after it was saved; {resume_hint(out)}, with a "
                          f"lower --lr, or start again") from None
@@ -813,7 +834,7 @@ def describe(cfg, run, train_set, val_set, world, device, checkpoint):
             f"{cfg.val_every:,}.\nG ({cfg.netG}): {run.params['G']:,} parameters | D ({cfg.netD}): "
             f"{run.params['D']:,} parameters | {len(train_set):,} training and {len(val_set):,} validation images | "
             f"{world} x {device}, {cfg.autocast} ({cfg.autocast_why}) | test time: {cfg.norm_stats} statistics, "
-            f"dropout {cfg.dropout}"
+            f"dropout {cfg.test_dropout}"
             + resumed)
 
 
@@ -829,19 +850,22 @@ def show_progress(bar, losses, n, step):
     return read
 
 
-def end_of_run(run, task, cfg, device, rank):
-    """At the end of the run: best.pt scored once on the test split (rank 0)."""
+def end_of_run(run, task, cfg, device, report):
+    """At the end of the run: best.pt scored once on the test split (rank 0, which has the report)."""
     out = Path(cfg.out)
     if run.end < run.total:
-        return print(f"Stopped by --max-steps {cfg.max_steps} at step {run.step}: saved {out / 'last.pt'} "
-                     f"(continue with --resume {out / 'last.pt'}).") if rank == 0 else None
-    if rank == 0:
+        return log(f"Stopped by --stop-at {cfg.stop_at} at step {run.step}: saved {out / 'last.pt'} "
+                   f"(continue with --resume {out / 'last.pt'}).")
+    if report:
         best = utils.load_checkpoint(out / "best.pt", device) if (out / "best.pt").exists() else None
         G = test_generator(run)
         if best:
             G.load_state_dict(best.get("G_ema", best["G"]))
-        score_test_split(G, task, run.test_set, cfg, device, out, "best.pt" if best else "last.pt")
-        print(f"Done: {run.step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}.")
+        means = score_test_split(G, task, run.test_set, cfg, device, out, "best.pt" if best else "last.pt")
+        pages.run_page(out, vars(cfg), report.rows, f"Finished: {run.step:,} steps; best.pt (step "
+                       f"{best['step'] if best else run.step:,}) scored on the test split.", test_scores=means)
+        print(f"Done: {run.step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}, "
+              f"all of it in {out / 'index.html'}.")
 
 
 if __name__ == "__main__":

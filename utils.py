@@ -523,6 +523,15 @@ def plot_metrics(rows, path):
 # Command lines
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with the description as written and each flag's default, where it has one of its own (a
+    default that depends on the task or the preset is spelled out in the flag's help)."""
+
+    def _get_help_string(self, action):
+        shown = action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        return action.help + (" (default: %(default)s)" if shown and "%(default)" not in action.help else "")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line (not the whole usage) and exit status 2."""
 

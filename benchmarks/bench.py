@@ -1,12 +1,15 @@
 """Benchmarks of the real code on fabricated images (no dataset needed): training throughput per task and
-speed-up variant, the reference pix2pix side by side, data loading throughput per worker, and generate.py
-end to end.
+speed-up variant, our step in fp32, bf16 and with --ema beside the reference pix2pix's, data loading
+throughput per worker, the reorganization of raw trees, and generate.py end to end.
 
-    python benchmarks/bench.py --quick                        # ~1 min on a 2-core CPU: batch 1, no compile
-    python benchmarks/bench.py                                # CPU, everything (~5-10 min on 2 cores)
+    python benchmarks/bench.py --quick                        # TODO_QUICK on a 2-core CPU: batch 1, no compile
+    python benchmarks/bench.py                                # CPU, everything (TODO_FULL on 2 cores)
     python benchmarks/bench.py --device cuda --json bench-gpu.json     # one GPU, every figure also in JSON
     python benchmarks/bench.py --only train --tasks colorize --batches 1 --variants fp32 channels_last bf16
-    PIX2PIX_REF=../pytorch-CycleGAN-and-pix2pix python benchmarks/bench.py --only reference
+    PIX2PIX_REF=../pytorch-CycleGAN-and-pix2pix python benchmarks/bench.py --only step
+
+bf16 is measured where the device executes it natively (CUDA, CPUs with AVX512-BF16, AMX or Arm BF16);
+on a CPU that would emulate it, 5-30 times slower than fp32, only when asked (--variants bf16).
 
 Training: train.main itself, on the paper preset (G and D at the papers' sizes) on a small fabricated
 tree; a step is timed from one call of the task's prepare to the next. Each figure is the median (min,
@@ -15,9 +18,10 @@ variants that each beat fp32 eager. Tables are markdown: paste them into the REA
 other work shows up as a wide min-max range: the header prints the load average, the JSON every run.
 compile's first step is its compilation, much shorter when Inductor's on-disk cache holds earlier runs.
 
-Reference: with PIX2PIX_REF naming a checkout of the official pix2pix code (junyanz/pytorch-CycleGAN-and-
-pix2pix; commit 2a7afba measured here), its own Pix2PixModel.optimize_parameters at our colorize
-architecture is timed in rounds interleaved with ours, in this process; without it, a one-line note.
+Step: our colorize step on the paper preset (batch 1, 256) in fp32, in bf16 and with --ema, and, with
+PIX2PIX_REF naming a checkout of the official pix2pix code (junyanz/pytorch-CycleGAN-and-pix2pix; commit
+2a7afba measured here), its own Pix2PixModel.optimize_parameters at the same architecture, timed in rounds
+interleaved in this process; without PIX2PIX_REF, ours alone and a one-line note.
 """
 import argparse
 import contextlib
@@ -56,6 +60,7 @@ VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
     "compile": {"compile": True},
 }
 REFERENCE_STEPS = 4  # timed steps of each side per interleaved round
+EMA_DECAY = 0.999  # the EMA's cost per step does not depend on its decay
 COMPILE_EXTRA_WARMUP = 1  # the first step compiles; one more absorbs a late recompilation
 BEST_MARGIN = 1.03  # a variant joins 'best' only if 3% faster than fp32: less is run-to-run noise
 REAL_TRY_LOAD_IMAGE = utils.try_load_image  # load_without_draft wraps it while it is patched
@@ -71,7 +76,7 @@ GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour compres
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and generate")
-    p.add_argument("--only", choices=["train", "reference", "loader", "generate"], help="run one section")
+    p.add_argument("--only", choices=["train", "step", "loader", "reorganize", "generate"], help="run one section")
     p.add_argument("--quick", action="store_true", help="batch 1 only, fewer steps, no compile on CPU")
     p.add_argument("--tasks", nargs="+", choices=list(tasks.TASKS), default=list(tasks.TASKS), help="tasks to measure")
     p.add_argument("--batches", nargs="+", type=int, help=f"training batch sizes (default 1, and {LARGE_BATCH} or "
@@ -155,7 +160,8 @@ def time_training(task, batch, spec, steps, device, tmp):
     out = tmp / f"run-{task}-{batch}-{time.perf_counter_ns()}"
     flags = ["--task", task, "--data", str(paper_tree(task, tmp)), "--out", str(out), "--batch-size", str(batch),
              "--precision", spec.get("precision", "fp32"), "--device", device.type, "--workers", "0",
-             "--max-steps", str(steps + 1), "--val-every", str(10**9), "--save-every", str(10**6)]
+             "--stop-at", str(steps + 1), "--val-every", str(10**9), "--save-every-min", str(10**6),
+             "--ema", str(spec.get("ema", 0))]
     flags += ["--channels-last"] * spec.get("channels_last", False) + ["--compile"] * spec.get("compile", False)
     if spec.get("compile"):
         torch.compiler.reset()  # fresh caches: earlier variants' graphs must not count against the recompile limit
@@ -280,29 +286,41 @@ def time_reference(ref, steps, device):
     return seconds
 
 
-def bench_reference(args, device, tmp):
-    """Our colorize step (train.main, paper preset, batch 1, fp32) and the reference's, interleaved in
-    rounds in this one process so that both see the same machine; the ratio of the medians."""
+STEP_VARIANTS = {"fp32": {}, "bf16": {"precision": "bf16"}, "fp32 + ema": {"ema": EMA_DECAY}}
+
+
+def step_variants(args, device):
+    """Our variants in the step section: bf16 where it is native, or where --variants asks for it."""
+    native = device.type == "cuda" or utils.native_bf16_feature()
+    return [v for v in STEP_VARIANTS if v != "bf16" or native or "bf16" in (args.variants or [])]
+
+
+def bench_step(args, device, tmp):
+    """Our colorize step (train.main, paper preset, batch 1) in each variant and the reference's, in
+    rounds interleaved in this one process so that all see the same machine."""
     ref, why = reference_model(device)
     if ref is None:
         log(why)
-        return dict(note=why)
-    ours, theirs = [], []
+    times = {name: [] for name in [*step_variants(args, device), *(["reference"] if ref else [])]}
     for r in range(args.repeats):
-        log(f"reference: round {r + 1}/{args.repeats} ...")
-        theirs += time_reference(ref, args.warmup + REFERENCE_STEPS, device)[args.warmup:]
-        ours += time_training(official.TASK, 1, {}, args.warmup + REFERENCE_STEPS, device, tmp)[0][args.warmup:]
-    return dict(ours=summary(ours), reference=summary(theirs),
-                ratio=statistics.median(theirs) / statistics.median(ours))
+        log(f"step: round {r + 1}/{args.repeats} ...")
+        for name in times:
+            if name == "reference":
+                times[name] += time_reference(ref, args.warmup + REFERENCE_STEPS, device)[args.warmup:]
+            else:
+                spec = STEP_VARIANTS[name]
+                times[name] += time_training(official.TASK, 1, spec, args.warmup + REFERENCE_STEPS, device, tmp)[0][args.warmup:]
+    if "bf16" not in times:
+        why = "; ".join(filter(None, [why, "bf16 not measured: this CPU would emulate it (--variants bf16 to measure it)"]))
+    return dict(steps={name: summary(t) for name, t in times.items()}, note=why)
 
 
-def reference_table(r):
-    if "note" in r:
-        return r["note"]
-    rows = [[name, num(r[key]["median"]), num(r[key]["min"]), num(r[key]["max"]), len(r[key]["runs"])]
-            for name, key in (("this repo (train.main)", "ours"), ("reference pix2pix", "reference"))]
-    text = table(["colorize step, batch 1, 256, fp32", "s/step", "min", "max", "steps"], rows, "lrrrr")
-    return text + f"\n\nthe reference's step takes {r['ratio']:.2f}x ours (medians, interleaved rounds)"
+def step_table(r):
+    fp32 = r["steps"]["fp32"]["median"]
+    rows = [[name if name == "reference" else f"this repo, {name}", num(t["median"]), num(t["min"]), num(t["max"]),
+             len(t["runs"]), f"{t['median'] / fp32:.2f}x"] for name, t in r["steps"].items()]
+    text = table(["colorize step, batch 1, 256", "s/step", "min", "max", "steps", "vs fp32"], rows, "lrrrrr")
+    return text + (f"\n\n{r['note']}" if r["note"] else "\n\nmedians of interleaved rounds")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -383,6 +401,46 @@ def loader_table(rows):
 
 
 # ----------------------------------------------------------------------------------------------------
+# The reorganization of a raw tree (classes.py), timed as a user runs it
+
+
+REORGANIZE_PANEL = (700, 1000)  # W x H: COMICS' archive averages about 53 KB a panel (61 GiB / 1.23M)
+REORGANIZE_IMAGES = {"comics": 400, "celeba": 1000}
+
+
+def bench_reorganize(args, tmp):
+    """`python classes.py <dataset> RAW OUT --size N` on a fabricated raw tree of each dataset, all CPU
+    cores -> seconds per 100,000 images."""
+    rows = []
+    for task in args.tasks:
+        task_obj, cfg = tasks.TASKS[task], paper_config(task, tmp)
+        count = REORGANIZE_IMAGES[task_obj.dataset]
+        size = REORGANIZE_PANEL if task_obj.dataset == "comics" else RAW_SIZES["celeba"][0]
+        log(f"reorganize: fabricating {count} {task_obj.dataset} images ...")
+        files = fabricate(tmp / f"flat-{task}", [size] * count, task_obj.draw, 5000)
+        raw = tmp / f"raw-tree-{task}"
+        for i, f in enumerate(files):  # the dataset's own layout: COMICS book folders, CelebA numbered files
+            dst = raw / "raw_panel_images" / str(i // 20) / f"{i % 20}_0.jpg" if task_obj.dataset == "comics" \
+                else raw / "img_align_celeba" / f"{i + 1:06d}.jpg"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            f.rename(dst)
+        kb = sum(p.stat().st_size for p in raw.rglob("*.jpg")) / count / 1024
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            classes.reorganize_main([task_obj.dataset, str(raw), str(tmp / f"organized-{task}"), "--size", str(cfg.load_size)])
+        seconds = time.perf_counter() - t0
+        rows.append(dict(dataset=task_obj.dataset, images=count, size=size, kb=kb, load_size=cfg.load_size,
+                         seconds=seconds, per_100k=seconds / count * 1e5, workers=os.cpu_count()))
+    return rows
+
+
+def reorganize_table(rows):
+    lines = [[f"{r['dataset']}, {r['images']} images of {r['size'][0]}x{r['size'][1]} ({r['kb']:.0f} KB)",
+              f"--size {r['load_size']}", r["workers"], f"{r['seconds']:.1f}", f"{r['per_100k'] / 60:.0f} min"] for r in rows]
+    return table(["classes.py on a raw tree", "", "workers", "seconds", "per 100,000 images"], lines, "llrrr")
+
+
+# ----------------------------------------------------------------------------------------------------
 # generate.py end to end
 
 
@@ -436,6 +494,7 @@ def main(args):
     if args.variants is None:  # compile on CPU is minutes of C++ codegen per variant: not in --quick
         skip = {"fp16"} if device.type == "cpu" else set()
         skip |= {"compile"} if args.quick and device.type == "cpu" else set()
+        skip |= set() if device.type == "cuda" or utils.native_bf16_feature() else {"bf16"}
         args.variants = [v for v in [*VARIANTS, "best"] if v not in skip]
     args.variants = ["fp32"] + [v for v in args.variants if v != "fp32"]  # the baseline of every speed-up
     command = "python " + shlex.join(sys.argv)
@@ -451,12 +510,15 @@ def main(args):
         if args.only in (None, "train"):
             report["train"] = bench_train(args, device, tmp)
             print(train_table(report["train"], device) + "\n", flush=True)
-        if args.only in (None, "reference"):
-            report["reference"] = bench_reference(args, device, tmp)
-            print(reference_table(report["reference"]) + "\n", flush=True)
+        if args.only in (None, "step"):
+            report["step"] = bench_step(args, device, tmp)
+            print(step_table(report["step"]) + "\n", flush=True)
         if args.only in (None, "loader"):
             report["loader"] = bench_loader(args, tmp)
             print(loader_table(report["loader"]) + "\n", flush=True)
+        if args.only in (None, "reorganize"):
+            report["reorganize"] = bench_reorganize(args, tmp)
+            print(reorganize_table(report["reorganize"]) + "\n", flush=True)
         if args.only in (None, "generate"):
             report["generate"] = bench_generate(args, device, tmp)
             print(generate_table(report["generate"]) + "\n", flush=True)

@@ -84,7 +84,7 @@ def test_colorize_transform(tmp_path):
 
 def test_inpaint_transform_random_box_stays_inside():
     img = Image.new("RGB", (178, 218), "gray")
-    transform = inpaint.InpaintTransform(64, 32, train=True, mask="random")
+    transform = inpaint.InpaintTransform(64, 32, train=True, position="random")
     for seed in range(200):
         image, box = transform(img, np.random.default_rng(seed))
         assert image.shape == (3, 64, 64) and 0 <= box.min() and box.max() <= 64 - 32

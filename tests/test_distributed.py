@@ -49,12 +49,12 @@ def torchrun(tmp_path, *args):
 def test_two_processes_stay_identical_and_resume(tmp_path, task):
     out = tmp_path / "run"
     extra = ["--bottleneck", "32"] if task == "inpaint" else []
-    stdout = torchrun(tmp_path, "--task", task, "--out", out, *TINY, *extra, "--ema", 0.9, "--max-steps", 5)
+    stdout = torchrun(tmp_path, "--task", task, "--out", out, *TINY, *extra, "--ema", 0.9, "--stop-at", 5)
     assert stdout.count("G (") == 1  # rank 0 alone prints
     assert sorted(p.name for p in out.glob("*.pt") if not p.name.startswith("params")) == ["best.pt", "last.pt"]
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["step"] == 5 and len(ckpt["rng"]) == 2  # 4 steps per epoch (32 images / 2 ranks / 4)
-    torchrun(tmp_path, "--resume", out / "last.pt", "--out", out, "--max-steps", 7)
+    torchrun(tmp_path, "--resume", out / "last.pt", "--out", out, "--stop-at", 7)
     ranks = [torch.load(out / f"params_rank{r}.pt", weights_only=True) for r in range(2)]
     for net in ("G", "D", "G_ema"):  # G's average too: the same on every rank, with no communication
         for k, v in ranks[0][net].items():
@@ -68,15 +68,15 @@ def test_resume_on_another_number_of_processes_keeps_the_schedule(tmp_path):
     import train
 
     out = tmp_path / "run"
-    train.main(train.get_parser().parse_args(["--out", str(out), *TINY, "--max-steps", "3"]))
+    train.main(train.get_parser().parse_args(["--out", str(out), *TINY, "--stop-at", "3"]))
     script = tmp_path / "recording_train.py"
     script.write_text(RECORDING_MAIN.format(repo=str(REPO)))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           "--resume", str(out / "last.pt"), "--max-steps", "5"]
+           "--resume", str(out / "last.pt"), "--stop-at", "5"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     refused = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "resume it with --batch-size 2" in refused.stderr + refused.stdout
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
-    torchrun(tmp_path, "--resume", out / "last.pt", "--out", out, "--batch-size", 2, "--max-steps", 5)
+    torchrun(tmp_path, "--resume", out / "last.pt", "--out", out, "--batch-size", 2, "--stop-at", 5)
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["step"] == 5 and ckpt["world"] == 2 and ckpt["steps_per_epoch"] == 8

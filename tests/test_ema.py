@@ -30,9 +30,9 @@ def test_the_average_follows_the_formula():
 
 def test_resume_with_ema_equals_an_uninterrupted_run(tmp_path):
     common = ["--ema", 0.9, "--epochs", 2, "--epochs-decay", 1]
-    train.main(tiny_args(tmp_path / "a", *common, "--max-steps", 6))
-    train.main(tiny_args(tmp_path / "b", *common, "--max-steps", 3))
-    train.main(train.get_parser().parse_args(["--resume", str(tmp_path / "b" / "run" / "last.pt"), "--max-steps", "6"]))
+    train.main(tiny_args(tmp_path / "a", *common, "--stop-at", 6))
+    train.main(tiny_args(tmp_path / "b", *common, "--stop-at", 3))
+    train.main(train.get_parser().parse_args(["--resume", str(tmp_path / "b" / "run" / "last.pt"), "--stop-at", "6"]))
     a, b = (torch.load(tmp_path / x / "run" / "last.pt", weights_only=True) for x in "ab")
     assert a["step"] == b["step"] == 6
     assert all(torch.equal(a["G_ema"][k], b["G_ema"][k]) for k in a["G_ema"])
@@ -40,7 +40,7 @@ def test_resume_with_ema_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_validation_export_and_generate_use_the_average(tmp_path):
-    train.main(tiny_args(tmp_path, "--ema", 0.5, "--max-steps", 4, "--val-every", 4))
+    train.main(tiny_args(tmp_path, "--ema", 0.5, "--stop-at", 4, "--val-every", 4))
     last = tmp_path / "run" / "last.pt"
     row = train.utils.read_csv(tmp_path / "run" / "metrics.csv")[0]
     assert row["psnr"] != row["no_ema_psnr"]  # both judged, the average's score is the run's

@@ -173,7 +173,7 @@ def test_inpaint_bands_equal_one_band(tmp_path, checkpoints, monkeypatch):
     assert np.array_equal(outputs(tmp_path / "whole")["photo.png"], outputs(tmp_path / "bands")["photo.png"])
 
 
-@pytest.mark.parametrize("test_time", [["--norm-stats", "running"], ["--norm-stats", "image", "--dropout", "on"]])
+@pytest.mark.parametrize("test_time", [["--norm-stats", "running"], ["--norm-stats", "image", "--test-dropout", "on"]])
 def test_outputs_do_not_depend_on_the_batch(tmp_path, checkpoints, test_time):
     sizes = [(40, 30), (41, 30), (30, 40), (64, 64), (50, 50), (200, 40)]  # several network shapes
     for i, size in enumerate(sizes):

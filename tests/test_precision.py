@@ -34,7 +34,7 @@ def test_auto_follows_the_cpu(monkeypatch, feature, expected):
 @pytest.mark.parametrize("feature, expected", [("avx512_bf16", "bf16"), (None, "fp32")])
 def test_the_choice_is_printed_and_recorded(tmp_path, monkeypatch, capsys, feature, expected):
     monkeypatch.setattr(utils, "native_bf16_feature", lambda: feature)
-    train.main(tiny_args(tmp_path, "--max-steps", 1))
+    train.main(tiny_args(tmp_path, "--stop-at", 1))
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (cfg["precision"], cfg["autocast"]) == ("auto", expected)
     assert f"1 x cpu, {expected} (auto: this CPU" in capsys.readouterr().out

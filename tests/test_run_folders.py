@@ -23,7 +23,7 @@ def resume(*flags):
 def finished_run(tmp_path_factory):
     """A tiny run of 4 steps (validations at 2 and 4), copied by each test that changes it."""
     root = tmp_path_factory.mktemp("finished")
-    train.main(tiny_args(root, "--max-steps", 4, "--val-every", 2))
+    train.main(tiny_args(root, "--stop-at", 4, "--val-every", 2))
     return root / "run"
 
 
@@ -36,7 +36,7 @@ def test_resume_into_another_runs_folder_is_refused(tmp_path, finished_run):
     a, b = copy_run(finished_run, tmp_path / "a"), copy_run(finished_run, tmp_path / "b")
     before = snapshot(b)
     with pytest.raises(SystemExit, match="holds another run"):
-        resume("--resume", a / "last.pt", "--out", b, "--max-steps", 6)
+        resume("--resume", a / "last.pt", "--out", b, "--stop-at", 6)
     assert snapshot(b) == before
 
 
@@ -69,10 +69,10 @@ def test_resuming_an_older_checkpoint_never_destroys_a_newer_one(tmp_path, finis
     torch.save(ckpt, run / "older.pt")
     before = snapshot(run)
     with pytest.raises(SystemExit, match=r"last.pt \(step 4\) is newer than .*older.pt \(step 2\).*--out"):
-        resume("--resume", run / "older.pt", "--max-steps", 6)
+        resume("--resume", run / "older.pt", "--stop-at", 6)
     assert snapshot(run) == before
     # In a new folder it goes on, with the run's metrics up to its step.
-    resume("--resume", run / "older.pt", "--out", tmp_path / "branch", "--max-steps", 6)
+    resume("--resume", run / "older.pt", "--out", tmp_path / "branch", "--stop-at", 6)
     rows = [json.loads(json.dumps(r)) for r in train.utils.read_csv(tmp_path / "branch" / "metrics.csv")]
     assert [r["step"] for r in rows] == ["2", "4", "6"]
     assert torch.load(tmp_path / "branch" / "last.pt", weights_only=True)["step"] == 6
@@ -84,19 +84,19 @@ def test_resume_with_fp16_after_fp32_and_back(tmp_path, finished_run, monkeypatc
     CUDA in train.py; its CPU autocast stands in for it here.)"""
     run = copy_run(finished_run, tmp_path / "run")
     monkeypatch.setattr(train.utils, "resolve_precision", lambda precision, device: (precision, "as asked"))
-    resume("--resume", run / "last.pt", "--precision", "fp16", "--max-steps", 5)
+    resume("--resume", run / "last.pt", "--precision", "fp16", "--stop-at", 5)
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["step"] == 5 and ckpt["scaler"] and ckpt["config"]["precision"] == "fp16"
-    resume("--resume", run / "last.pt", "--precision", "fp32", "--max-steps", 6)
+    resume("--resume", run / "last.pt", "--precision", "fp32", "--stop-at", 6)
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 6
 
 
 def test_score_exits_0_honours_test_time_flags_and_keeps_other_scores(tmp_path, finished_run):
     run = copy_run(finished_run, tmp_path / "run")
-    resume("--resume", run / "last.pt", "--max-steps", 8)  # to the end of the run: the test split is scored
+    resume("--resume", run / "last.pt", "--stop-at", 8)  # to the end of the run: the test split is scored
     end_of_run = (run / "test_scores.json").read_bytes()
     assert resume("--score", run / "best.pt") == 0
-    assert resume("--score", run / "best.pt", "--norm-stats", "image", "--dropout", "on") == 0
+    assert resume("--score", run / "best.pt", "--norm-stats", "image", "--test-dropout", "on") == 0
     assert (run / "test_scores.json").read_bytes() == end_of_run
     default = json.loads((run / "test_scores_best_running_dropout-off.json").read_text())
     other = json.loads((run / "test_scores_best_image_dropout-on.json").read_text())

@@ -39,8 +39,8 @@ def test_steps_drive_validation_and_lr_reaches_zero(tmp_path):
 
 
 def test_norm_stats_recorded_and_both_modes_validated(tmp_path):
-    train.main(tiny_args(tmp_path / "a", "--batch-size", 1, "--max-steps", 2, "--val-every", 2))
-    train.main(tiny_args(tmp_path / "b", "--max-steps", 2, "--val-every", 2))
+    train.main(tiny_args(tmp_path / "a", "--batch-size", 1, "--stop-at", 2, "--val-every", 2))
+    train.main(tiny_args(tmp_path / "b", "--stop-at", 2, "--val-every", 2))
     a = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)["config"]
     b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["config"]
     assert a["norm_stats"] == "image" and b["norm_stats"] == "running"  # run G as it was trained
@@ -71,7 +71,7 @@ def test_the_inpaint_paper_preset_config(tmp_path):
     tree = organized_tree(tmp_path / "faces", train=4, val=2)
     train.main(train.get_parser().parse_args(["--task", "inpaint", "--data", str(tree), "--out", str(tmp_path / "run"),
                                               "--image-size", "32", "--ngf", "8", "--ndf", "8", "--bottleneck", "16",
-                                              "--batch-size", "2", "--max-steps", "1", "--workers", "0"]))
+                                              "--batch-size", "2", "--stop-at", "1", "--workers", "0"]))
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["lr_g_mult"] == 10.0 and cfg["netG"] == "context-encoder" and cfg["norm_stats"] == "running"
 
@@ -87,7 +87,7 @@ def test_refused_before_any_work(tmp_path, flags, message):
 
 
 def test_inpaint_unet_with_instance_norm_trains(tmp_path):
-    train.main(tiny_args(tmp_path, "--netG", "unet", "--norm", "instance", "--max-steps", 2, task="inpaint"))
+    train.main(tiny_args(tmp_path, "--netG", "unet", "--norm", "instance", "--stop-at", 2, task="inpaint"))
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2
 
 
@@ -105,7 +105,7 @@ def test_bad_data_is_one_line(tmp_path):
 
 def test_resume_after_moving_the_data_and_changing_the_system(tmp_path):
     tree = organized_tree(tmp_path / "data")
-    train.main(tiny_args(tmp_path, "--data", tree, "--max-steps", 2, "--batch-size", 2))
+    train.main(tiny_args(tmp_path, "--data", tree, "--stop-at", 2, "--batch-size", 2))
     moved = tmp_path / "moved"
     shutil.move(tree, moved)
     last = str(tmp_path / "run" / "last.pt")
@@ -114,13 +114,13 @@ def test_resume_after_moving_the_data_and_changing_the_system(tmp_path):
     with pytest.raises(SystemExit, match="--ngf would change"):
         train.main(train.get_parser().parse_args(["--resume", last, "--data", str(moved), "--ngf", "16"]))
     train.main(train.get_parser().parse_args(["--resume", last, "--data", str(moved), "--precision", "bf16",
-                                              "--channels-last", "--workers", "1", "--max-steps", "4"]))
+                                              "--channels-last", "--workers", "1", "--stop-at", "4"]))
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["step"] == 4 and ckpt["config"]["data"] == str(moved) and ckpt["config"]["precision"] == "bf16"
 
 
 def test_export_and_score(tmp_path, capsys):
-    train.main(tiny_args(tmp_path, "--max-steps", 2))
+    train.main(tiny_args(tmp_path, "--stop-at", 2))
     last = tmp_path / "run" / "last.pt"
     for dtype in ("fp32", "bf16"):
         train.main(train.get_parser().parse_args(["--export", str(last), str(tmp_path / f"{dtype}.pt"), "--export-dtype", dtype]))

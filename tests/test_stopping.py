@@ -52,7 +52,7 @@ def test_a_crash_before_any_checkpoint_says_so(tmp_path, monkeypatch, capsys):
 
 
 def test_a_full_disk_is_one_line_and_leaves_the_last_checkpoint(tmp_path, monkeypatch):
-    train.main(tiny_args(tmp_path, "--max-steps", 2))
+    train.main(tiny_args(tmp_path, "--stop-at", 2))
     last = tmp_path / "run" / "last.pt"
     before = last.read_bytes()
 
@@ -62,7 +62,7 @@ def test_a_full_disk_is_one_line_and_leaves_the_last_checkpoint(tmp_path, monkey
 
     monkeypatch.setattr(utils.torch, "save", full_disk)
     with pytest.raises(SystemExit) as stopped:
-        train.main(train.get_parser().parse_args(["--resume", str(last), "--max-steps", "4"]))
+        train.main(train.get_parser().parse_args(["--resume", str(last), "--stop-at", "4"]))
     message = str(stopped.value.code)
     assert f"cannot write {last}: No space left on device (the disk is full)" in message
     assert f"the last checkpoint is {last} (step 2)" in message
@@ -82,7 +82,7 @@ def test_divergence_stops_with_an_error_and_keeps_the_last_finite_checkpoint(tmp
 
     monkeypatch.setattr(train, "weighted_mean", nan_from_step_4)
     with pytest.raises(SystemExit, match=r"training diverged: the weights at step 4 are not finite.*step 3"):
-        train.main(tiny_args(tmp_path, "--save-every", 0, "--val-every", 2, "--max-steps", 8))
+        train.main(tiny_args(tmp_path, "--save-every-min", 0, "--val-every", 2, "--stop-at", 8))
     run = tmp_path / "run"
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 3 and finite(run / "last.pt") and finite(run / "best.pt")
 
@@ -96,8 +96,8 @@ def test_the_diverging_settings_of_a_user_are_an_error(tmp_path):
 
 @pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--batch-size", "-1"], ["--lr", "-1"], ["--beta1", "1.5"],
                                    ["--ngf", "0"], ["--val-images", "0"], ["--val-every", "0"], ["--val-every", "-1"],
-                                   ["--epochs", "-1"], ["--epochs-decay", "-1"], ["--max-steps", "0"],
-                                   ["--lambda-rec", "-5"], ["--save-every", "-1"], ["--lr", "nan"]])
+                                   ["--epochs", "-1"], ["--epochs-decay", "-1"], ["--stop-at", "0"],
+                                   ["--lambda-rec", "-5"], ["--save-every-min", "-1"], ["--lr", "nan"]])
 def test_numbers_that_make_no_sense_are_refused_in_one_line(tmp_path, capsys, flags):
     with pytest.raises(SystemExit) as refused:
         train.main(train.get_parser().parse_args(["--out", str(tmp_path / "run"), *flags]))

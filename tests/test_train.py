@@ -1,6 +1,5 @@
 """train.py end to end on tiny networks: learning, exact resume, checkpoints, signals, bad files."""
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,6 @@ import pytest
 import torch
 
 import train
-import utils
 from conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +37,9 @@ def test_overfits_one_batch(tmp_path, task):
 def test_resume_equals_uninterrupted_run(tmp_path, task):
     """N steps + resume + M steps gives the same weights as N + M steps (across an epoch boundary)."""
     common = ["--epochs", 2, "--epochs-decay", 1]
-    train.main(tiny_args(tmp_path / "a", *common, "--max-steps", 6, task=task))
-    train.main(tiny_args(tmp_path / "b", *common, "--max-steps", 3, task=task))
-    resume = train.get_parser().parse_args(["--resume", str(tmp_path / "b" / "run" / "last.pt"), "--max-steps", "6"])
+    train.main(tiny_args(tmp_path / "a", *common, "--stop-at", 6, task=task))
+    train.main(tiny_args(tmp_path / "b", *common, "--stop-at", 3, task=task))
+    resume = train.get_parser().parse_args(["--resume", str(tmp_path / "b" / "run" / "last.pt"), "--stop-at", "6"])
     train.main(resume)
     a = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)
@@ -69,7 +67,7 @@ def test_checkpoint_is_plain_and_complete(tmp_path):
 def test_default_size_steps_and_parameter_counts(tmp_path, comics_tree):
     """A few steps at the paper's defaults (256 px, ngf 64) on a raw COMICS tree."""
     args = train.get_parser().parse_args(["--data", str(comics_tree), "--out", str(tmp_path / "run"),
-                                          "--max-steps", "2", "--workers", "0"])
+                                          "--stop-at", "2", "--workers", "0"])
     train.main(args)
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["params"] == {"G": 54_409_858, "D": 2_765_633}
@@ -127,7 +125,7 @@ def test_crash_leaves_the_periodic_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train, "validate", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.main(tiny_args(tmp_path, "--save-every", 0))
+        train.main(tiny_args(tmp_path, "--save-every-min", 0))
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["step"] == 4 and ckpt["epoch"] == 1 and ckpt["epoch_step"] == 0  # all 4 steps of the first epoch
     monkeypatch.undo()

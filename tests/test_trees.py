@@ -291,7 +291,7 @@ def test_cli_refuses_out_inside_raw(comics_raw, capsys, inside):
 def test_cli_comics(tmp_path, comics_raw, capsys):
     out = tmp_path / "comics_8"
     reorganize_main(["comics", str(comics_raw), str(out), "--size", "8", "--workers", "1", "--val-frac", "0.25",
-                     "--test-frac", "0.25", "--seed", "1"])
+                     "--test-frac", "0.25", "--split-seed", "1"])
     splits = organized_splits(out)
     books = {s: {p.parent.name for p in v} for s, v in splits.items()}
     assert not (books["train"] & books["val"] or books["train"] & books["test"] or books["val"] & books["test"])

@@ -1,0 +1,135 @@
+"""The command lines and the pages: grouped --help with every default shown, --steps and --stop-at, both
+index.html pages, and every command that README.md and docs/ show accepted by its script."""
+import argparse
+import html.parser
+import re
+import shlex
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+import classes
+import generate
+import train
+import utils
+from conftest import tiny_args, write_image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+@pytest.mark.parametrize("parser, groups", [
+    (train.get_parser(), ["data", "model", "objective", "schedule", "test time", "logging", "system",
+                          "resuming and stopping", "other jobs (then stop)"]),
+    (generate.get_parser(), ["images", "test time", "system"]),
+])
+def test_help_is_grouped_and_shows_every_default(parser, groups):
+    text = parser.format_help()
+    assert all(f"\n{group}:" in text for group in groups)
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        flags = not action.option_strings or action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction)
+        if action.required or flags or action.dest == "help" or action.dest in ("resume", "score", "export"):
+            continue
+        assert "default" in formatter._get_help_string(action), action.option_strings
+
+
+def lrs(run):
+    return {int(r["step"]): float(r["lr"]) for r in utils.read_csv(run / "metrics.csv")}
+
+
+def test_steps_make_the_run_that_long_with_the_presets_split(tmp_path):
+    """16 images at batch 4; --steps 10 with 2 + 1 epochs' split: constant lr to step 7, then 3 steps of decay
+    to exactly 0, and the test split scored at the end."""
+    train.main(tiny_args(tmp_path, "--steps", 10, "--epochs", 2, "--epochs-decay", 1, "--val-every", 2))
+    assert lrs(tmp_path / "run") == {2: 2e-4, 4: 2e-4, 6: 2e-4, 8: pytest.approx(2e-4 * 2 / 3), 10: 0.0}
+    assert (tmp_path / "run" / "test_scores.json").exists()
+
+
+def test_stop_at_stops_this_session_only(tmp_path):
+    train.main(tiny_args(tmp_path, "--stop-at", 3, "--val-every", 2))
+    assert not (tmp_path / "run" / "test_scores.json").exists()
+    train.main(train.get_parser().parse_args(["--resume", str(tmp_path / "run" / "last.pt")]))
+    assert max(lrs(tmp_path / "run")) == 8 and lrs(tmp_path / "run")[8] == 0.0
+    assert (tmp_path / "run" / "test_scores.json").exists()
+
+
+class Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "a":
+            self.links.append(attrs["href"])
+
+
+def check_page(page):
+    """Every picture the page shows and every file it links exists beside it; nothing is on the network."""
+    text = page.read_text()
+    assert "://" not in text  # no http, https or file URL: nothing fetched, and the folder can move
+    links = Links()
+    links.feed(text)
+    for target in links.images + links.links:
+        assert (page.parent / unquote(target)).exists(), target
+    return links
+
+
+def test_the_run_page_shows_the_run(tmp_path):
+    train.main(tiny_args(tmp_path, "--val-every", 4))
+    links = check_page(tmp_path / "run" / "index.html")
+    assert links.images[:2] == ["plot.png", "samples/step_00000008.png"] and "samples/step_00000000.png" in links.images
+    text = (tmp_path / "run" / "index.html").read_text()
+    assert "Test split" in text and "Configuration" in text and "Finished" in text
+
+
+def test_the_outputs_page_shows_every_output_worst_first(tmp_path):
+    train.main(tiny_args(tmp_path, "--stop-at", 1))
+    for i in range(4):
+        write_image(tmp_path / "in" / "sub" / f"{i}.jpg", size=(60 + 10 * i, 40), seed=i)
+        write_image(tmp_path / "ref" / "sub" / f"{i}.png", size=(60 + 10 * i, 40), seed=i + (i % 2))
+    args = ["--checkpoint", str(tmp_path / "run" / "last.pt"), "--input", str(tmp_path / "in"), "--output",
+            str(tmp_path / "out"), "--workers", "0"]
+    generate.main(generate.get_parser().parse_args(args + ["--reference", str(tmp_path / "ref")]))
+    links = check_page(tmp_path / "out" / "index.html")
+    assert len([i for i in links.images if i.endswith(".output.jpg")]) == 4
+    assert len([i for i in links.images if i.endswith(".reference.jpg")]) == 4
+    outputs = [link for link in links.links if link.startswith("sub/") and link.endswith(".png")]
+    psnr = {row["image"]: float(row["psnr"]) for row in utils.read_csv(tmp_path / "out" / "scores.csv")}
+    assert outputs == sorted(psnr, key=psnr.get)  # the worst first
+
+
+SCRIPTS = {"train.py": train.get_parser, "generate.py": generate.get_parser, "classes.py": classes.reorganize_parser}
+
+
+def commands(text):
+    """Every `python X.py ...` or `torchrun ... X.py ...` command in a markdown text -> (script, its arguments)."""
+    text = text.replace("\\\n", " ")
+    for line in text.splitlines():
+        for match in re.finditer(r"(?:python3? |torchrun (?:--\S+ )*)((?:benchmarks/)?\w+\.py)((?: [^|&;#`]*)?)", line):
+            yield match[1], shlex.split(match[2])
+
+
+def test_every_command_in_the_docs_is_accepted():
+    import aspect_study
+    import bench
+    import ema_study
+    import precision_study
+    import upsample_study
+    studies = {module: getattr(module, "get_parser") for module in (aspect_study, bench, ema_study, precision_study, upsample_study)}
+    scripts = {**SCRIPTS, **{f"benchmarks/{m.__name__}.py": parser for m, parser in studies.items()}}
+    checked = 0
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for script, args in commands(doc.read_text()):
+            assert script in scripts, f"{doc.name}: {script}"
+            try:
+                scripts[script]().parse_args(args)
+            except SystemExit as e:  # --help exits 0
+                assert e.code == 0, f"{doc.name}: python {script} {shlex.join(args)} is refused by its parser"
+            checked += 1
+    assert checked >= 20
