@@ -383,8 +383,9 @@ def celeba_jobs(splits):
 
 
 def reorganize_parser():
-    parser = utils.Parser(formatter_class=utils.HelpFormatter, description="Write a raw COMICS or CelebA tree as OUT/train, OUT/val and "
-                                     "OUT/test, copied or pre-resized; rerunnable, the raw tree is only read.")
+    parser = utils.Parser(formatter_class=utils.HelpFormatter,
+                          description="Write a raw COMICS or CelebA tree as OUT/train, OUT/val and "
+                                      "OUT/test, copied or pre-resized; rerunnable, the raw tree is only read.")
     datasets = parser.add_subparsers(dest="dataset", required=True)
     comics = datasets.add_parser("comics", help="COMICS panels, split by book")
     comics.add_argument("raw", type=Path, metavar="RAW", help="raw_panel_images/, its parent or the doubled folder")

@@ -334,9 +334,10 @@ class Colorize:
     name, dataset, draw = "colorize", "comics", staticmethod(demo.draw_panel)  # raw --data layout; demo data
     # Isola et al. 2017, section 4 and appendix 6.2: batch 1, 100 epochs at 2e-4 then 100 of linear
     # decay, lambda_L1 100, random jitter (resize to 286, crop 256, flip).
+    # ema: an average of G's weights is judged, kept and exported (not in the paper; docs/ema.md).
     paper = dict(netG="unet", netD="patch", image_size=256, load_size=286, batch_size=1, epochs=100,
                  epochs_decay=100, ngf=64, ndf=64, bottleneck=4000, rec_loss="l1", lambda_rec=100.0,
-                 val_images=500)
+                 val_images=500, ema=0.999)
     # The same paper gives big sets few epochs at batch 4: ImageNet colorization (1.2M images) about 6
     # epochs, edges2shoes (50k) and edges2handbags (137k) 15. COMICS (1.2M panels) follows ImageNet.
     large_set, large_set_images = dict(batch_size=4, epochs=3, epochs_decay=3), 200_000

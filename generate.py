@@ -133,8 +133,9 @@ def write_result(item, fake, run):
     try:
         page = utils.read_page(item["src"], run.max_pixels)
         pieces = run.task.finish_image(item, fake, page, run)
-        thumbnails = pages.thumbnail_path(run.output, item["image"], "input"), pages.thumbnail_path(run.output, item["image"], "output")
-        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, run.tag, thumbnails, keep=bool(run.reference))
+        thumbnails = [pages.thumbnail_path(run.output, item["image"], kind) for kind in ("input", "output")]
+        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, run.tag, thumbnails,
+                               keep=bool(run.reference))
         if run.reference:
             item["scores"] = score_output(item, output, run.task.output_hole(item, page.size, run), run)
     except Exception as e:  # as in prepare: this image fails, the others go on

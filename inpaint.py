@@ -262,8 +262,9 @@ class Inpaint:
     name, dataset, draw = "inpaint", "celeba", staticmethod(demo.draw_face)  # raw --data layout; demo data
     # Pathak et al. 2016 and their train.lua: 128x128 images, a 64x64 center patch, 4000-channel
     # bottleneck, loss 0.999 L2 + 0.001 adversarial, Adam 2e-4 (beta1 0.5), batch 64, 25 epochs.
+    # No average of G's weights: with BatchNorm's running statistics it scored below G (docs/ema.md).
     paper = dict(netG="context-encoder", image_size=128, load_size=128, batch_size=64, epochs=25, epochs_decay=0,
-                 ngf=64, ndf=64, bottleneck=4000, rec_loss="l2", lambda_rec=0.999, val_images=500)
+                 ngf=64, ndf=64, bottleneck=4000, rec_loss="l2", lambda_rec=0.999, val_images=500, ema=0.0)
     large_set, large_set_images = {}, None
     # The procedural demo, sized to finish in minutes on a 2-core CPU (see README).
     demo_preset = dict(paper, image_size=64, load_size=64, batch_size=32, epochs=10, epochs_decay=5, ngf=32,

@@ -17,7 +17,8 @@ STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}h1{fo
 h2{font-size:1.15em;margin-top:1.6em}table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top}th{background:#f3f3f3}
 td.l,th.l{text-align:left}img{image-rendering:pixelated;max-width:100%}figure{display:inline-block;margin:0 1em 1em 0}
-figcaption{font-size:12px;color:#555}.scroll{max-height:32em;overflow:auto;display:inline-block}"""
+figcaption{font-size:12px;color:#555}.scroll{max-height:32em;overflow:auto;display:inline-block}
+figure.small img{width:160px}"""
 THUMB_SIDE = 192  # px: the longest side of a thumbnail on generate.py's page
 THUMB_QUALITY = 85  # JPEG
 
@@ -61,10 +62,11 @@ def run_page(out, cfg, rows, status, test_scores=None):
     if (out / "plot.png").exists():
         body.append('<h2>Curves</h2><img src="plot.png" alt="losses and validation scores">')
     samples = sorted((out / "samples").glob("step_*.png"), reverse=True)
-    if samples:
+    if samples:  # the newest at full size, the earlier ones small: a long run has hundreds
         body.append("<h2>Samples: [input | output | target] on a fixed validation batch</h2>")
-        body += [f'<figure><img src="samples/{p.name}" alt="{p.stem}" loading="lazy"><figcaption>'
-                 f"step {int(p.stem.split('_')[1]):,}</figcaption></figure>" for p in samples]
+        body += [f'<figure class="{"small" if i else ""}"><a href="samples/{p.name}"><img src="samples/{p.name}" '
+                 f'alt="{p.stem}" loading="lazy"></a><figcaption>step {int(p.stem.split("_")[1]):,}</figcaption></figure>'
+                 for i, p in enumerate(samples)]
     if rows:
         body.append('<h2>Metrics (<a href="metrics.csv">metrics.csv</a>), newest first</h2>' + table(rows[::-1]))
     body.append('<h2>Configuration (<a href="config.json">config.json</a>)</h2>'
@@ -76,12 +78,17 @@ def run_page(out, cfg, rows, status, test_scores=None):
 # generate.py's output folder: thumbnails made while the outputs are written, a band of rows at a time
 
 
+def reduction(width, height):
+    """The factor k by which a thumbnail shrinks an image: its longest side at most THUMB_SIDE."""
+    return max(1, min(-(-max(width, height) // THUMB_SIDE), width, height))
+
+
 class Thumbnail:
     """A small copy of an image that arrives a band of rows at a time: each block of k x k pixels
-    averaged (k makes the longest side at most THUMB_SIDE), without ever holding the whole image."""
+    averaged (k: reduction), without ever holding the whole image."""
 
     def __init__(self, width, height):
-        self.k = max(1, min(-(-max(width, height) // THUMB_SIDE), width, height))
+        self.k = reduction(width, height)
         self.width, self.rows, self.pending = width // self.k * self.k, [], None
 
     def add(self, band):
@@ -101,12 +108,15 @@ class Thumbnail:
             rows = self.pending.astype(np.float32)
             self.rows.append(rows.reshape(len(rows), -1, self.k, 3).mean((0, 2))[None].astype(np.uint8))
         pixels = np.concatenate(self.rows) if self.rows else np.zeros((1, 1, 3), np.uint8)
-        save_thumbnail(Image.fromarray(pixels), path)
+        save_jpeg(Image.fromarray(pixels), path)
 
 
 def save_thumbnail(img, path):
-    img = img.convert("RGB")
-    img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    """The thumbnail of a whole image, as Thumbnail makes it of one that comes in bands."""
+    save_jpeg(img.convert("RGB").reduce(reduction(*img.size)), path)
+
+
+def save_jpeg(img, path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     utils.write_atomic(path, lambda f: img.save(f, "JPEG", quality=THUMB_QUALITY))
 

@@ -651,7 +651,8 @@ def export_generator(src, dst, dtype):
     checkpoint = utils.load_checkpoint(src)
     if not {"G", "config"} <= set(checkpoint):
         raise SystemExit(f"error: {src} is not a train.py checkpoint (no generator and configuration in it)")
-    G = {k: v.to(utils.DTYPES[dtype]) if v.is_floating_point() else v for k, v in checkpoint.get("G_ema", checkpoint["G"]).items()}
+    weights = checkpoint.get("G_ema", checkpoint["G"])
+    G = {k: v.to(utils.DTYPES[dtype]) if v.is_floating_point() else v for k, v in weights.items()}
     utils.save_checkpoint({"format": "generator", "G": G, "config": checkpoint["config"], "dtype": dtype,
                            "params": checkpoint.get("params")}, dst)
     print(f"{dst}: the generator of {src} in {dtype}, {Path(dst).stat().st_size / 2**20:.1f} MiB "

@@ -616,7 +616,8 @@ def native_bf16_feature(cpuinfo="/proc/cpuinfo"):
         lines = Path(cpuinfo).read_text().splitlines()
     except OSError:
         return None
-    flags = {flag for line in lines if line.split(":")[0].strip() in ("flags", "Features") for flag in line.split(":", 1)[1].split()}
+    flags = {flag for line in lines if line.split(":")[0].strip() in ("flags", "Features")
+             for flag in line.split(":", 1)[1].split()}
     return next((feature for feature in BF16_FEATURES if feature in flags), None)
 
 

@@ -31,6 +31,7 @@ import os
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +43,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's flat modules, from any folder
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repo's flat modules, from any folder
 
 import classes  # noqa: E402
 import generate  # noqa: E402
@@ -69,6 +71,7 @@ REAL_TRY_LOAD_IMAGE = utils.try_load_image  # load_without_draft wraps it while 
 RAW_SIZES = {"comics": [(1000, 1400), (2000, 2800)], "celeba": [(178, 218)]}
 RAW_IMAGES = 24
 GENERATE_SIZE, GENERATE_IMAGES = (1200, 1700), 12
+COMMAND_IMAGES = 24  # a folder colorized from the command line, the whole process timed: start-up counts
 JPEG_QUALITY = 90
 GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour compresses (and decodes) too well
 
@@ -469,9 +472,16 @@ def bench_generate(args, device, tmp):
             if status != 0:
                 raise RuntimeError(f"generate.py failed:\n{output.getvalue()[-2000:]}")
         megapixels = len(files) * GENERATE_SIZE[0] * GENERATE_SIZE[1] / 1e6
+        many = fabricate(tmp / f"command-{task}", [GENERATE_SIZE] * COMMAND_IMAGES, tasks.TASKS[task].draw, 3000)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "generate.py", "--checkpoint", str(checkpoint), "--input", str(many[0].parent),
+                        "--output", str(tmp / f"command-out-{task}"), "--device", device.type],
+                       cwd=REPO, check=True, capture_output=True)
+        command = dict(images=len(many), images_per_s=len(many) / (time.perf_counter() - t0))
         rows.append(dict(task=task, images=len(files), size=GENERATE_SIZE, workers=generate.cpu_count(),  # the default
                          images_per_s=summary([len(files) / s for s in seconds]),
-                         megapixels_per_s=summary([megapixels / s for s in seconds])))
+                         megapixels_per_s=summary([megapixels / s for s in seconds]), command=command,
+                         stages=time_stages(task, checkpoint, files[0].parent, device)))
     return rows
 
 
@@ -481,7 +491,54 @@ def generate_table(rows):
         ips, mps = r["images_per_s"], r["megapixels_per_s"]
         name = f"{r['task']} {r['images']} images {r['size'][0]}x{r['size'][1]}, {r['workers']} workers"
         lines.append([name, num(ips["median"]), num(ips["min"]), num(ips["max"]), num(mps["median"])])
-    return table(["generate.py (end to end)", "img/s", "min", "max", "MP/s"], lines, "lrrrr")
+        command = r["command"]
+        lines.append([f"{r['task']} {command['images']} images from the command line (whole process)",
+                      num(command["images_per_s"]), "", "", ""])
+    text = table(["generate.py (end to end)", "img/s", "min", "max", "MP/s"], lines, "lrrrr")
+    for r in rows:
+        stages = "; ".join(f"{name} {seconds:.3g} s" for name, seconds in r["stages"].items())
+        text += f"\n\n{r['task']}, where the time goes: {stages}"
+    return text
+
+
+def time_stages(task, checkpoint, folder, device):
+    """Seconds of each stage of generate.py for one worker (one thread, as each of one per core): start-up
+    (the interpreter and the imports, in a fresh process), loading G, and per image the decoding and
+    resizing (prepare), the network, the full-resolution finish and the PNG."""
+    stages = {}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import generate"], cwd=REPO, check=True)
+    stages["start-up (interpreter, imports)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    args = generate.get_parser().parse_args(["--checkpoint", str(checkpoint), "--input", str(folder), "--output",
+                                             str(folder.parent / "stages"), "--device", device.type])
+    run = generate.load(args)
+    stages["loading G"] = time.perf_counter() - t0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    files = sorted(folder.glob("*.jpg"))
+    spent = dict.fromkeys(["decoding and resizing", "network", "full-size finish", "PNG"], 0.0)
+    try:
+        for src in files:
+            t0 = time.perf_counter()
+            item = dict(src=src, dst=folder.parent / "stages" / f"{src.stem}.png", key=src.name, image=src.name,
+                        rel=Path(src.name), **run.task.prepare_image(src, run))
+            t1 = time.perf_counter()
+            fake = generate.run_network([item], run)[0]
+            t2 = time.perf_counter()
+            page = utils.read_page(src, run.max_pixels)
+            bands = list(run.task.finish_image(item, fake, page, run))
+            t3 = time.perf_counter()
+            with utils.PngWriter(item["dst"], *page.size) as png:
+                for _, rows in bands:
+                    png.write(rows)
+            t4 = time.perf_counter()
+            for name, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                spent[name] += seconds
+    finally:
+        torch.set_num_threads(threads)
+    stages.update({f"{name} per image": seconds / len(files) for name, seconds in spent.items()})
+    return stages
 
 
 # ----------------------------------------------------------------------------------------------------
