@@ -232,9 +232,11 @@ class ColorizeTransform:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Full resolution (generate.py): the network sees the image's L at the image's own aspect (as in
-# training, which crops and never squashes), reflect-padded to the U-Net's multiple; the predicted ab,
-# cropped back, is upsampled to the page and joined to the page's own L.
+# Full resolution (generate.py): the network sees the image's L squashed to a --size square (--aspect
+# squash, the default), or at the image's own aspect, reflect-padded to the U-Net's multiple (keep); the
+# predicted ab, cropped back, is upsampled to the page and joined to the page's own L. Training crops
+# squares and never squashes, yet keep scores lower: a tall input gives the U-Net's 1x1 bottleneck a
+# shape it never saw in training, and its colours go astray (docs/aspect.md).
 
 MAX_ASPECT = 8  # the network's time grows with the padded area: a longer side past 8 x --size shrinks the image
 
@@ -296,16 +298,15 @@ def joint_bilateral_filter(L, ab):
     return total / weights
 
 
-def joint_bilateral_upsample(L, Lab_small, rows, columns):
-    """Step 2 for a few page rows of L (rows, W), from Lab_small (3, h, w), the network's L and filtered ab.
-    rows: for each of the two network rows that bilinear mixes into a page row, their indices (rows,)
-    and bilinear weights (rows, 1); columns: the same for the page's columns, the indices given as the
-    number of page columns of each network column (w,), the weights (W,) -> ab (2, rows, W)."""
+def joint_bilateral_upsample(L, rows, columns):
+    """Step 2 for a few page rows of L (rows, W). rows: for each of the two network rows that bilinear
+    mixes into a page row, their indices (rows,) and bilinear weights (rows, 1); columns: for each of the
+    two network columns that it mixes into a page column, the network's L and filtered ab with that
+    column repeated at every page column it feeds (3, h, W), and the weights (W,) -> ab (2, rows, W)."""
     total, weights = np.zeros((2, *L.shape), np.float32), np.zeros(L.shape, np.float32)
     for tap_rows, row_weight in rows:
-        Lab_rows = Lab_small[:, tap_rows]  # (3, rows, w)
-        for repeats, column_weight in columns:
-            tap = np.repeat(Lab_rows, repeats, axis=2)  # (3, rows, W): this tap's L, a and b
+        for Lab_wide, column_weight in columns:
+            tap = Lab_wide[:, tap_rows]  # (3, rows, W): this tap's L, a and b
             weight = likeness(L, tap[0])
             weight *= row_weight
             weight *= column_weight
@@ -413,7 +414,7 @@ class Colorize:
         """Check generate.py's settings against this checkpoint: any --size and any aspect will do."""
 
     def network_input_shape(self, run):
-        return f"shorter side {run.size}"
+        return f"shorter side {run.size}" if run.aspect == "keep" else f"{run.size}x{run.size}"
 
     def prepare_image(self, src, run):
         """An image file -> the network input x = L/50 - 1 (1, H, W), and where the resized image lies in
@@ -457,10 +458,10 @@ class Colorize:
         Lab_small = np.concatenate([L_small[None], joint_bilateral_filter(L_small, ab)])  # (3, h, w)
         first, second, weight = linear_taps(page.height, h)
         col_first, col_second, col_weight = linear_taps(page.width, w)
-        # The column taps do not decrease along a row: gathering them is a repeat of each network
-        # column, twice as fast as np.take.
-        columns = [(np.bincount(col_first, minlength=w), 1 - col_weight),
-                   (np.bincount(col_second, minlength=w), col_weight)]
+        # The column taps do not decrease along a row: gathering them is a repeat of each network column,
+        # done once per image (as large as the network's input), so that each band only picks its rows.
+        columns = [(np.repeat(Lab_small, np.bincount(col_first, minlength=w), axis=2), 1 - col_weight),
+                   (np.repeat(Lab_small, np.bincount(col_second, minlength=w), axis=2), col_weight)]
         step = max(1, JBU_CHUNK_PIXELS // page.width)
         for r0, band in utils.bands(page):
             Y = luminance(band)
@@ -470,7 +471,7 @@ class Colorize:
             for r in range(0, len(band), step):
                 rows = slice(r0 + r, r0 + min(r + step, len(band)))
                 taps = (first[rows], 1 - weight[rows, None]), (second[rows], weight[rows, None])
-                ab_band[:, r:r + step] = joint_bilateral_upsample(L[r:r + step], Lab_small, taps, columns)
+                ab_band[:, r:r + step] = joint_bilateral_upsample(L[r:r + step], taps, columns)
             yield band, lab_to_srgb8(Y, fy, *ab_band)
 
     def output_hole(self, item, size, run):

@@ -17,7 +17,7 @@ into the folder (--overwrite redoes them all). OUTPUT/index.html shows every inp
 with --reference, its true image and scores, the worst first) as thumbnails linked to the full files.
 
 How an image of any size becomes the network's input and how the output is put back together at full
-resolution is the task's own (colorize.py: the image's L at its own aspect in, the predicted ab upsampled
+resolution is the task's own (colorize.py: the image's L squashed to a square in, the predicted ab upsampled
 and joined to the ORIGINAL L, so the line art stays sharp; inpaint.py: the square around the hole in, the
 prediction pasted back only inside the hole, every other pixel bit-identical to the input). Both put the
 result together a band of rows at a time: memory follows the band, not the page. --workers processes
@@ -68,10 +68,11 @@ def get_parser():
                    "images, judged from the header (Pillow's decompression-bomb limit, about 179 megapixels)")
     g = p.add_argument_group("test time", "Defaults come from the checkpoint: its network size and the test-time "
                              "choices of its run.")
-    g.add_argument("--size", type=utils.POSITIVE_INT, help="network resolution; colorize: of the shorter side "
-                   "(default: the training size)")
-    g.add_argument("--aspect", choices=["keep", "squash"], default="keep", help="colorize: the network sees the image "
-                   "at its own aspect (as in training), or squashed to a --size square (docs/aspect.md)")
+    g.add_argument("--size", type=utils.POSITIVE_INT, help="network resolution; colorize: the square's side, or "
+                   "the shorter side with --aspect keep (default: the training size)")
+    g.add_argument("--aspect", choices=["squash", "keep"], default="squash", help="colorize: the network sees the "
+                   "image squashed to a --size square, or at its own aspect, padded (scores lower on tall panels: "
+                   "docs/aspect.md)")
     g.add_argument("--ab-upsample", choices=["joint-bilateral", "bilinear"], default="joint-bilateral", help="colorize: "
                    "the predicted colour to the page's size, edge-aware by the page's L (docs/colour.md) or bilinear")
     g.add_argument("--mask", default="auto", help="inpaint: 'auto' (a white square near the center is the "
@@ -336,9 +337,12 @@ worker_run = None  # the run of this process when it is a worker: its parent's w
 
 def start_worker(args, threads):
     """A forked worker keeps its parent's run, whose weights it shares; a spawned one loads its own. On
-    SIGTERM it unwinds, so that the output it was writing leaves no temporary file."""
+    SIGTERM or Ctrl-C it unwinds, so that the output it was writing leaves no temporary file, and exits
+    quietly (the main process says what was done): a KeyboardInterrupt would print a traceback from a
+    worker waiting for work."""
     global worker_run
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: sys.exit(1))
     torch.set_num_threads(threads)
     worker_run = worker_run or load(args)
 

@@ -85,34 +85,33 @@ def reduction(width, height):
 
 class Thumbnail:
     """A small copy of an image that arrives a band of rows at a time: each block of k x k pixels
-    averaged (k: reduction), without ever holding the whole image."""
+    averaged (k: reduction) by Pillow's reduce, band by band, without ever holding the whole image. Bands
+    are cut at multiples of k, so the result is save_thumbnail's of the whole image, pixel for pixel."""
 
     def __init__(self, width, height):
-        self.k = reduction(width, height)
-        self.width, self.rows, self.pending = width // self.k * self.k, [], None
+        self.k, self.rows, self.pending = reduction(width, height), [], None
 
     def add(self, band):
-        band = utils.as_rgb(band)[:, :self.width]
+        band = utils.as_rgb(band)
         if self.pending is not None:
             band = np.concatenate([self.pending, band])
         whole = len(band) // self.k * self.k
-        self.rows.append(self._reduce(band[:whole]))
+        if whole:
+            self.rows.append(self._reduce(band[:whole]))
         self.pending = band[whole:]
 
-    def _reduce(self, band):
-        n, k = len(band) // self.k, self.k
-        return band.reshape(n, k, -1, k, 3).mean((1, 3)).astype(np.uint8) if n else np.zeros((0, self.width // k, 3), np.uint8)
+    def _reduce(self, rows):  # Pillow averages a last, narrower block of columns or rows by itself
+        return np.asarray(Image.fromarray(np.ascontiguousarray(rows)).reduce(self.k))
 
     def save(self, path):
         if self.pending is not None and len(self.pending):
-            rows = self.pending.astype(np.float32)
-            self.rows.append(rows.reshape(len(rows), -1, self.k, 3).mean((0, 2))[None].astype(np.uint8))
+            self.rows.append(self._reduce(self.pending))
         pixels = np.concatenate(self.rows) if self.rows else np.zeros((1, 1, 3), np.uint8)
         save_jpeg(Image.fromarray(pixels), path)
 
 
 def save_thumbnail(img, path):
-    """The thumbnail of a whole image, as Thumbnail makes it of one that comes in bands."""
+    """The thumbnail of a whole image (Thumbnail makes the same of one that comes in bands)."""
     save_jpeg(img.convert("RGB").reduce(reduction(*img.size)), path)
 
 

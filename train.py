@@ -646,8 +646,8 @@ def score_checkpoint(args, device):
 
 def export_generator(src, dst, dtype):
     """--export: the generator's weights (its average, with --ema) and the run's configuration alone, e.g.
-    220 MB instead of 690 MB for colorize in fp32, half that in bf16; generate.py reads it like a full
-    checkpoint."""
+    218 MB of colorize's 904 MB last.pt in fp32, half that in bf16 (docs/checkpoints.md); generate.py reads
+    it like a full checkpoint."""
     checkpoint = utils.load_checkpoint(src)
     if not {"G", "config"} <= set(checkpoint):
         raise SystemExit(f"error: {src} is not a train.py checkpoint (no generator and configuration in it)")

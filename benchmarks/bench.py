@@ -1,22 +1,23 @@
 """Benchmarks of the real code on fabricated images (no dataset needed): training throughput per task and
 speed-up variant, our step in fp32, bf16 and with --ema beside the reference pix2pix's, data loading
-throughput per worker, the reorganization of raw trees, and generate.py end to end.
+throughput per worker, the reorganization of raw trees, generate.py end to end, and its peak memory.
 
-    python benchmarks/bench.py --quick                        # TODO_QUICK on a 2-core CPU: batch 1, no compile
-    python benchmarks/bench.py                                # CPU, everything (TODO_FULL on 2 cores)
+    python benchmarks/bench.py --quick                        # about 3 minutes on a 2-core CPU (see docs/speed.md)
+    python benchmarks/bench.py                                # everything (22 minutes on a 2-core CPU)
     python benchmarks/bench.py --device cuda --json bench-gpu.json     # one GPU, every figure also in JSON
     python benchmarks/bench.py --only train --tasks colorize --batches 1 --variants fp32 channels_last bf16
     PIX2PIX_REF=../pytorch-CycleGAN-and-pix2pix python benchmarks/bench.py --only step
 
+--quick: batch 1, fewer steps and runs, no memory section; on a CPU fp32 only (and bf16 where native).
 bf16 is measured where the device executes it natively (CUDA, CPUs with AVX512-BF16, AMX or Arm BF16);
 on a CPU that would emulate it, 5-30 times slower than fp32, only when asked (--variants bf16).
 
 Training: train.main itself, on the paper preset (G and D at the papers' sizes) on a small fabricated
 tree; a step is timed from one call of the task's prepare to the next. Each figure is the median (min,
-max) of --repeats timed steps after --warmup untimed ones. 'best' combines the
-variants that each beat fp32 eager. Tables are markdown: paste them into the README. On a shared machine
-other work shows up as a wide min-max range: the header prints the load average, the JSON every run.
-compile's first step is its compilation, much shorter when Inductor's on-disk cache holds earlier runs.
+max) of --repeats timed steps after --warmup untimed ones. 'best' combines the variants that each beat
+fp32 eager. Tables are markdown (docs/speed.md holds them). On a shared machine other work shows up as a
+wide min-max range: the header prints the load average, the JSON every run. compile's first step is its
+compilation, much shorter when Inductor's on-disk cache holds earlier runs.
 
 Step: our colorize step on the paper preset (batch 1, 256) in fp32, in bf16 and with --ema, and, with
 PIX2PIX_REF naming a checkout of the official pix2pix code (junyanz/pytorch-CycleGAN-and-pix2pix; commit
@@ -62,6 +63,8 @@ VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
     "compile": {"compile": True},
 }
 REFERENCE_STEPS = 4  # timed steps of each side per interleaved round
+# --quick: rounds and timed steps of each side in the step section, generate.py runs and images timed per stage
+QUICK_STEP_ROUNDS, QUICK_REFERENCE_STEPS, QUICK_GENERATE_REPEATS, QUICK_STAGE_IMAGES = 2, 3, 1, 2
 EMA_DECAY = 0.999  # the EMA's cost per step does not depend on its decay
 COMPILE_EXTRA_WARMUP = 1  # the first step compiles; one more absorbs a late recompilation
 BEST_MARGIN = 1.03  # a variant joins 'best' only if 3% faster than fp32: less is run-to-run noise
@@ -74,13 +77,15 @@ GENERATE_SIZE, GENERATE_IMAGES = (1200, 1700), 12
 COMMAND_IMAGES = 24  # a folder colorized from the command line, the whole process timed: start-up counts
 JPEG_QUALITY = 90
 GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour compresses (and decodes) too well
+DRAWINGS = 8  # distinct drawings per fabricated folder
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and generate")
-    p.add_argument("--only", choices=["train", "step", "loader", "reorganize", "generate"], help="run one section")
-    p.add_argument("--quick", action="store_true", help="batch 1 only, fewer steps, no compile on CPU")
+    p.add_argument("--only", choices=["train", "step", "loader", "reorganize", "generate", "memory"], help="run one section")
+    p.add_argument("--quick", action="store_true",
+                   help="batch 1, fewer steps and runs; on a CPU fp32 (and bf16 where native) only")
     p.add_argument("--tasks", nargs="+", choices=list(tasks.TASKS), default=list(tasks.TASKS), help="tasks to measure")
     p.add_argument("--batches", nargs="+", type=int, help=f"training batch sizes (default 1, and {LARGE_BATCH} or "
                    "the paper's batch where larger)")
@@ -178,10 +183,12 @@ def time_training(task, batch, spec, steps, device, tmp):
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with mock.patch.object(task_obj, "prepare", timed_prepare), contextlib.redirect_stdout(sys.stderr):
+    # The checkpoint written at --stop-at is not a step: skipping it saves seconds of disk per run.
+    with mock.patch.object(task_obj, "prepare", timed_prepare), mock.patch.object(utils, "save_checkpoint"), \
+            contextlib.redirect_stdout(sys.stderr):
         train.main(train.get_parser().parse_args(flags))
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    shutil.rmtree(out, ignore_errors=True)  # a colorize checkpoint is 690 MB
+    shutil.rmtree(out, ignore_errors=True)
     return list(np.diff(stamps)[1:]), peak  # the first interval is the step-0 sample grid
 
 
@@ -305,14 +312,15 @@ def bench_step(args, device, tmp):
     if ref is None:
         log(why)
     times = {name: [] for name in [*step_variants(args, device), *(["reference"] if ref else [])]}
-    for r in range(args.repeats):
-        log(f"step: round {r + 1}/{args.repeats} ...")
+    rounds, steps = (QUICK_STEP_ROUNDS, QUICK_REFERENCE_STEPS) if args.quick else (args.repeats, REFERENCE_STEPS)
+    for r in range(rounds):
+        log(f"step: round {r + 1}/{rounds} ...")
         for name in times:
             if name == "reference":
-                times[name] += time_reference(ref, args.warmup + REFERENCE_STEPS, device)[args.warmup:]
+                times[name] += time_reference(ref, args.warmup + steps, device)[args.warmup:]
             else:
                 spec = STEP_VARIANTS[name]
-                times[name] += time_training(official.TASK, 1, spec, args.warmup + REFERENCE_STEPS, device, tmp)[0][args.warmup:]
+                times[name] += time_training(official.TASK, 1, spec, args.warmup + steps, device, tmp)[0][args.warmup:]
     if "bf16" not in times:
         why = "; ".join(filter(None, [why, "bf16 not measured: this CPU would emulate it (--variants bf16 to measure it)"]))
     return dict(steps={name: summary(t) for name, t in times.items()}, note=why)
@@ -331,13 +339,20 @@ def step_table(r):
 
 
 def fabricate(folder, sizes, draw, seed):
-    """Drawings from classes' demo generators at each (W, H), with paper grain, saved as JPEGs."""
+    """Drawings from classes' demo generators at each (W, H), with paper grain, saved as JPEGs. Drawing a
+    page takes longer than anything timed here: DRAWINGS distinct drawings are cycled, each file with its
+    own shift of the grain, so that no two files are the same."""
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
+    rng, drawings, grains = np.random.default_rng(seed), {}, {}
     for i, (w, h) in enumerate(sizes):
-        img = draw(seed + i, max(w, h)).resize((w, h), Image.BICUBIC)
-        grain = np.asarray(img, dtype=np.float32) + rng.normal(0, GRAIN, (h, w, 3)).astype(np.float32)
-        Image.fromarray(np.clip(grain + 0.5, 0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=JPEG_QUALITY)
+        key = (i % DRAWINGS, w, h)
+        if key not in drawings:
+            drawings[key] = np.asarray(draw(seed + i, max(w, h)).resize((w, h), Image.BICUBIC), dtype=np.float32)
+        if (w, h) not in grains:
+            grains[w, h] = rng.normal(0, GRAIN, (h, w, 3)).astype(np.float32)
+        grain = np.roll(grains[w, h], tuple(rng.integers(0, (h, w))), axis=(0, 1))
+        pixels = np.clip(drawings[key] + grain + 0.5, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=JPEG_QUALITY)
     return sorted(folder.glob("*.jpg"))
 
 
@@ -364,7 +379,7 @@ def time_loader(dataset, repeats):
     return summary(rates)
 
 
-def bench_loader(args, tmp):
+def bench_loader(args, device, tmp):
     """Each task's dataset as it comes (raw images of RAW_SIZES, with and without JPEG draft decoding) and
     pre-resized by classes.py, through ImageDataset and the task's training transform."""
     rows = []
@@ -411,7 +426,7 @@ REORGANIZE_PANEL = (700, 1000)  # W x H: COMICS' archive averages about 53 KB a 
 REORGANIZE_IMAGES = {"comics": 400, "celeba": 1000}
 
 
-def bench_reorganize(args, tmp):
+def bench_reorganize(args, device, tmp):
     """`python classes.py <dataset> RAW OUT --size N` on a fabricated raw tree of each dataset, all CPU
     cores -> seconds per 100,000 images."""
     rows = []
@@ -462,7 +477,7 @@ def bench_generate(args, device, tmp):
         flags = ["--checkpoint", str(checkpoint), "--input", str(tmp / f"pages-{task}"), "--output",
                  str(tmp / f"out-{task}"), "--device", device.type, "--overwrite"]
         seconds = []
-        for _ in range(args.repeats):
+        for _ in range(QUICK_GENERATE_REPEATS if args.quick else args.repeats):
             log(f"generate {task} ...")
             output = io.StringIO()
             t0 = time.perf_counter()
@@ -481,7 +496,7 @@ def bench_generate(args, device, tmp):
         rows.append(dict(task=task, images=len(files), size=GENERATE_SIZE, workers=generate.cpu_count(),  # the default
                          images_per_s=summary([len(files) / s for s in seconds]),
                          megapixels_per_s=summary([megapixels / s for s in seconds]), command=command,
-                         stages=time_stages(task, checkpoint, files[0].parent, device)))
+                         stages=time_stages(task, checkpoint, files[:QUICK_STAGE_IMAGES if args.quick else None], device)))
     return rows
 
 
@@ -501,7 +516,45 @@ def generate_table(rows):
     return text
 
 
-def time_stages(task, checkpoint, folder, device):
+MEMORY_SCAN = (8400, 11800)  # W x H: a 99-megapixel scan, a whole page at 1200 dpi
+
+
+def bench_memory(args, device, tmp):
+    """Peak resident memory of `python generate.py` with its defaults (each worker process and the main
+    one are counted alone: the largest of them), colorizing a folder of GENERATE_SIZE panels and one
+    MEMORY_SCAN page, with a generator of the paper's size."""
+    cfg = paper_config("colorize", tmp)
+    G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
+    checkpoint = tmp / "memory.pt"
+    utils.save_checkpoint({"G": G.state_dict(), "config": vars(cfg)}, checkpoint)
+    draw = tasks.TASKS["colorize"].draw
+    log("memory: fabricating a folder of panels and a scan ...")
+    panels = fabricate(tmp / "memory-panels", [GENERATE_SIZE] * COMMAND_IMAGES, draw, 4000)[0].parent
+    (tmp / "memory-scan").mkdir()
+    draw(4000, max(GENERATE_SIZE)).resize(MEMORY_SCAN, Image.BICUBIC).save(tmp / "memory-scan" / "scan.jpg", quality=JPEG_QUALITY)
+    # The children's peak, as /usr/bin/time -v reports it, from a fresh process per case (ru_maxrss: KiB
+    # on Linux, bytes on macOS).
+    peak = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * (1 if sys.platform == 'darwin' else 1024))")
+    rows = []
+    for name, folder, (w, h), count in [(f"{COMMAND_IMAGES} panels", panels, GENERATE_SIZE, COMMAND_IMAGES),
+                                        ("one scan", tmp / "memory-scan", MEMORY_SCAN, 1)]:
+        log(f"memory: generate.py on {name} ...")
+        t0 = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", peak, sys.executable, "generate.py", "--checkpoint", str(checkpoint),
+                                 "--input", str(folder), "--output", str(tmp / f"memory-out-{w}"), "--device", device.type],
+                                cwd=REPO, check=True, capture_output=True, text=True)
+        rows.append(dict(case=f"{name} of {w}x{h} ({w * h / 1e6:.0f} MP)", images=count, seconds=time.perf_counter() - t0,
+                         peak_mib=int(result.stdout.split()[-1]) / 2**20))
+    return rows
+
+
+def memory_table(rows):
+    lines = [[r["case"], f"{r['seconds']:.1f}", f"{r['peak_mib']:.0f}"] for r in rows]
+    return table(["generate.py, colorize, defaults", "seconds", "peak RSS, MiB"], lines, "lrr")
+
+
+def time_stages(task, checkpoint, files, device):
     """Seconds of each stage of generate.py for one worker (one thread, as each of one per core): start-up
     (the interpreter and the imports, in a fresh process), loading G, and per image the decoding and
     resizing (prepare), the network, the full-resolution finish and the PNG."""
@@ -510,13 +563,13 @@ def time_stages(task, checkpoint, folder, device):
     subprocess.run([sys.executable, "-c", "import generate"], cwd=REPO, check=True)
     stages["start-up (interpreter, imports)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    folder = files[0].parent
     args = generate.get_parser().parse_args(["--checkpoint", str(checkpoint), "--input", str(folder), "--output",
                                              str(folder.parent / "stages"), "--device", device.type])
     run = generate.load(args)
     stages["loading G"] = time.perf_counter() - t0
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    files = sorted(folder.glob("*.jpg"))
     spent = dict.fromkeys(["decoding and resizing", "network", "full-size finish", "PNG"], 0.0)
     try:
         for src in files:
@@ -550,7 +603,8 @@ def main(args):
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     if args.variants is None:  # compile on CPU is minutes of C++ codegen per variant: not in --quick
         skip = {"fp16"} if device.type == "cpu" else set()
-        skip |= {"compile"} if args.quick and device.type == "cpu" else set()
+        # --quick: fp32 and what may beat it here (bf16 where native; channels-last and compile only on a GPU)
+        skip |= {"compile", "channels_last", "best"} if args.quick and device.type == "cpu" else set()
         skip |= set() if device.type == "cuda" or utils.native_bf16_feature() else {"bf16"}
         args.variants = [v for v in [*VARIANTS, "best"] if v not in skip]
     args.variants = ["fp32"] + [v for v in args.variants if v != "fp32"]  # the baseline of every speed-up
@@ -564,21 +618,16 @@ def main(args):
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
-        if args.only in (None, "train"):
-            report["train"] = bench_train(args, device, tmp)
-            print(train_table(report["train"], device) + "\n", flush=True)
-        if args.only in (None, "step"):
-            report["step"] = bench_step(args, device, tmp)
-            print(step_table(report["step"]) + "\n", flush=True)
-        if args.only in (None, "loader"):
-            report["loader"] = bench_loader(args, tmp)
-            print(loader_table(report["loader"]) + "\n", flush=True)
-        if args.only in (None, "reorganize"):
-            report["reorganize"] = bench_reorganize(args, tmp)
-            print(reorganize_table(report["reorganize"]) + "\n", flush=True)
-        if args.only in (None, "generate"):
-            report["generate"] = bench_generate(args, device, tmp)
-            print(generate_table(report["generate"]) + "\n", flush=True)
+        sections = {"train": (bench_train, lambda rows: train_table(rows, device)), "step": (bench_step, step_table),
+                    "loader": (bench_loader, loader_table), "reorganize": (bench_reorganize, reorganize_table),
+                    "generate": (bench_generate, generate_table), "memory": (bench_memory, memory_table)}
+        for name, (measure, show) in sections.items():
+            if args.only == name or (args.only is None and not (args.quick and name == "memory")):
+                t0 = time.perf_counter()
+                report[name] = measure(args, device, tmp)
+                report.setdefault("section_seconds", {})[name] = time.perf_counter() - t0
+                print(show(report[name]) + "\n", flush=True)
+                log(f"{name}: {report['section_seconds'][name]:.0f} s")
     report["seconds"] = time.perf_counter() - started
     print(f"total {report['seconds']:.0f} s")
     if args.json:

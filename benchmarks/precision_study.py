@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this file; it adds the repo
+sys.path[:0] = [str(REPO), str(Path(__file__).resolve().parent)]  # the repo's modules; the studies beside this file
 
 import demo  # noqa: E402
 import tasks  # noqa: E402

@@ -166,7 +166,7 @@ def time_generate(pages, checkpoint, count, repeats):
 def time_finish(page_file, G, cfg, calls):
     """Seconds of colorize's finish_image alone on one PAGE_SIZE panel at the paper's network size,
     {method: [each call]}, the methods alternating call by call, on one thread (as each worker runs)."""
-    run = SimpleNamespace(size=cfg.image_size, aspect="keep", max_pixels=None, G=G)
+    run = SimpleNamespace(size=cfg.image_size, aspect=bench.generate.get_parser().get_default("aspect"), max_pixels=None, G=G)
     item = colorize.TASK.prepare_image(page_file, run)
     page = utils.read_page(page_file, None)
     fake = torch.zeros(2, *item["x"].shape[1:]).uniform_(-0.5, 0.5)  # G's output: the time does not depend on it

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import classes
 import generate
+import pages
 import train
 import utils
 from conftest import tiny_args, write_image
@@ -102,6 +105,20 @@ def test_the_outputs_page_shows_every_output_worst_first(tmp_path):
     outputs = [link for link in links.links if link.startswith("sub/") and link.endswith(".png")]
     psnr = {row["image"]: float(row["psnr"]) for row in utils.read_csv(tmp_path / "out" / "scores.csv")}
     assert outputs == sorted(psnr, key=psnr.get)  # the worst first
+
+
+def test_a_thumbnail_made_in_bands_is_the_whole_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for width, height in [(1200, 1700), (257, 1001), (3000, 17), (5, 3)]:
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        thumbnail, row = pages.Thumbnail(width, height), 0
+        while row < height:  # bands of any height, as the tasks' finish_image yields them
+            band = int(rng.integers(1, 300))
+            thumbnail.add(pixels[row:row + band])
+            row += band
+        thumbnail.save(tmp_path / "bands.jpg")
+        whole = Image.fromarray(pixels).reduce(pages.reduction(width, height))
+        assert np.array_equal(np.concatenate(thumbnail.rows), np.asarray(whole))
 
 
 SCRIPTS = {"train.py": train.get_parser, "generate.py": generate.get_parser, "classes.py": classes.reorganize_parser}

@@ -156,8 +156,8 @@ def test_aspect_keep_or_squash(tmp_path, checkpoints):
     """A wide panel keeps its size either way; the network sees it at its own aspect or squashed, and the
     two colorizations differ while the L channel (the line art) is the input's in both."""
     write_image(tmp_path / "in" / "wide.png", size=(96, 40), seed=5)
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "keep") == 0
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "squash", "--aspect", "squash") == 0
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "keep", "--aspect", "keep") == 0
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "squash") == 0  # the default
     keep, squash = (np.asarray(Image.open(tmp_path / d / "wide.png")) for d in ("keep", "squash"))
     assert keep.shape == squash.shape == (40, 96, 3) and not np.array_equal(keep, squash)
     L = [colorize.rgb_to_lab(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0]

@@ -201,7 +201,7 @@ def test_worker_processes_write_the_same_outputs(tmp_path, checkpoints, monkeypa
 def test_extreme_aspects_keep_their_aspect_and_size(tmp_path, checkpoints, size, network):
     assert colorize.network_shape(*size, SIZE) == network  # at most 8:1 padded, else shrunk
     write_image(tmp_path / "in" / "page.png", size=size, mode="L")
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
+    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out", "--aspect", "keep") == 0
     gray = np.asarray(Image.open(tmp_path / "in" / "page.png"))
     out = outputs(tmp_path / "out")["page.png"]
     assert out.shape == (size[1], size[0], 3)
