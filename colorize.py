@@ -333,6 +333,7 @@ class Colorize:
     """Gray panel -> colour panel: x = L/50 - 1 (B, 1, S, S), y = ab/110 (B, 2, S, S)."""
 
     name, dataset, draw = "colorize", "comics", staticmethod(demo.draw_panel)  # raw --data layout; demo data
+    generate_flags = ("aspect", "ab_upsample")  # generate.py's flags that change this task's outputs
     # Isola et al. 2017, section 4 and appendix 6.2: batch 1, 100 epochs at 2e-4 then 100 of linear
     # decay, lambda_L1 100, random jitter (resize to 286, crop 256, flip).
     # ema: an average of G's weights is judged, kept and exported (not in the paper; docs/ema.md).
@@ -459,7 +460,7 @@ class Colorize:
         first, second, weight = linear_taps(page.height, h)
         col_first, col_second, col_weight = linear_taps(page.width, w)
         # The column taps do not decrease along a row: gathering them is a repeat of each network column,
-        # done once per image (as large as the network's input), so that each band only picks its rows.
+        # done once per image ((3, network rows, page columns) each), so that each band only picks its rows.
         columns = [(np.repeat(Lab_small, np.bincount(col_first, minlength=w), axis=2), 1 - col_weight),
                    (np.repeat(Lab_small, np.bincount(col_second, minlength=w), axis=2), col_weight)]
         step = max(1, JBU_CHUNK_PIXELS // page.width)

@@ -256,10 +256,11 @@ def plan_jobs(input_path, output_dir, comparison, reference=None):
 def describe_run(run, args):
     """What makes the outputs what they are: the checkpoint file and the settings -> (tag, record)."""
     ckpt = Path(args.checkpoint).resolve()
-    mask = args.mask if args.mask in ("auto", "center") else utils.shown(Path(args.mask).resolve())
+    flags = {"aspect": args.aspect, "ab_upsample": args.ab_upsample,
+             "mask": args.mask if args.mask in ("auto", "center") else utils.shown(Path(args.mask).resolve())}
     record = {"checkpoint": {"file": utils.shown(ckpt), "bytes": ckpt.stat().st_size, "modified_ns": ckpt.stat().st_mtime_ns},
-              "settings": {"task": run.cfg["task"], "size": run.size, "aspect": args.aspect,
-                           "ab_upsample": args.ab_upsample, "mask": mask, "norm_stats": run.norm_stats,
+              "settings": {"task": run.cfg["task"], "size": run.size, "norm_stats": run.norm_stats,  # and the task's own:
+                           **{name: flags[name] for name in run.task.generate_flags},  # another task ignores them
                            "test_dropout": run.test_dropout, "seed": args.seed, "precision": run.precision}}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16], record
 

@@ -260,6 +260,7 @@ class Inpaint:
     U-Net), y = the patch (Context Encoder) or the whole image (U-Net)."""
 
     name, dataset, draw = "inpaint", "celeba", staticmethod(demo.draw_face)  # raw --data layout; demo data
+    generate_flags = ("mask",)  # generate.py's flags that change this task's outputs
     # Pathak et al. 2016 and their train.lua: 128x128 images, a 64x64 center patch, 4000-channel
     # bottleneck, loss 0.999 L2 + 0.001 adversarial, Adam 2e-4 (beta1 0.5), batch 64, 25 epochs.
     # No average of G's weights: with BatchNorm's running statistics it scored below G (docs/ema.md).

@@ -32,11 +32,12 @@ def table(rows, columns=None, digits=4):
     """An HTML table of dicts, numbers rounded to `digits` significant digits."""
     columns = columns or list(dict.fromkeys(k for row in rows for k in row))
 
-    def cell(value):
+    def cell(value):  # whole numbers (steps, seconds, image counts) in full, the rest rounded
         try:
-            return f"<td>{float(value):.{digits}g}</td>"
+            number = float(value)
         except (TypeError, ValueError):
             return f'<td class="l">{html.escape(str(value))}</td>'
+        return f"<td>{int(number):,}</td>" if number.is_integer() and abs(number) < 1e15 else f"<td>{number:.{digits}g}</td>"
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
@@ -93,7 +94,7 @@ class Thumbnail:
 
     def add(self, band):
         band = utils.as_rgb(band)
-        if self.pending is not None:
+        if self.pending is not None and len(self.pending):  # rows left over from the band before
             band = np.concatenate([self.pending, band])
         whole = len(band) // self.k * self.k
         if whole:

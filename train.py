@@ -9,9 +9,9 @@
     python train.py --score runs/colorize-demo/best.pt      # score a checkpoint on the test split
     python train.py --export runs/colorize-demo/best.pt model.pt --export-dtype bf16   # the generator alone
 
-Steps drive a run: the learning rate (constant, then linear decay to exactly 0 after the last step),
-validation, samples, curves and checkpoints all count optimization steps; --steps, or --epochs and
---epochs-decay in passes over the training set, give the length. Writes a run folder (--out): index.html
+Steps drive a run: the learning rate (constant, then, unless --epochs-decay is 0, linear decay to exactly 0
+after the last step), validation, samples, curves and checkpoints all count optimization steps; --steps,
+or --epochs and --epochs-decay in passes over the training set, give the length. Writes a run folder (--out): index.html
 (the page to look at), config.json, last.pt, best.pt, metrics.csv (a row per validation), plot.png,
 samples/step_XXXXXXXX.png ([input | output | target] on a fixed validation batch) and, at the end,
 test_scores.csv/.json. --batch-size is per process: under torchrun the global batch is N times larger.
@@ -102,7 +102,8 @@ def get_parser():
     g.add_argument("--overlap", type=natural, default=0, help="inpaint: px of the predicted patch left visible around "
                    "the hole, weighted 10x in the loss (the paper's overlapPred: 4)")
     g = p.add_argument_group("schedule", "A run's length is --steps, or else --epochs + --epochs-decay passes over the "
-                             "training set: the lr is constant, then decays linearly to exactly 0 after the last step.")
+                             "training set: the lr is constant, then decays linearly to exactly 0 after the last step "
+                             "(with --epochs-decay above 0; the Context Encoder's paper keeps it constant).")
     g.add_argument("--steps", type=count, help="the run's length in steps, split between constant and decaying lr as "
                    "--epochs and --epochs-decay are (default: from the epochs)")
     g.add_argument("--epochs", type=nonnegative, help=f"passes at the initial lr (default: {by_task('epochs')})")
@@ -353,12 +354,14 @@ def batches_from(loader, sampler, start_step, batch_size):
 
 
 def run_length(cfg, steps_per_epoch):
-    """(steps in all, steps of lr decay) of the run: --steps split as the epochs are, or the epochs."""
+    """(steps in all, steps of lr decay) of the run: --steps split as the epochs are, or the epochs. Any
+    decay at all lasts a step at least, so that the lr is exactly 0 after the last step."""
+    epochs = cfg.epochs + cfg.epochs_decay
     if cfg.steps:
-        return cfg.steps, round(cfg.steps * cfg.epochs_decay / (cfg.epochs + cfg.epochs_decay))
-    total = max(1, round((cfg.epochs + cfg.epochs_decay) * steps_per_epoch))
-    decay = round(cfg.epochs_decay * steps_per_epoch)
-    return total, decay
+        total, decay = cfg.steps, round(cfg.steps * cfg.epochs_decay / epochs) if epochs else 0
+    else:
+        total, decay = max(1, round(epochs * steps_per_epoch)), round(cfg.epochs_decay * steps_per_epoch)
+    return total, min(total, max(decay, 1 if cfg.epochs_decay else 0))
 
 
 def check_resumed_schedule(checkpoint, cfg, world, steps_per_epoch):
@@ -618,7 +621,7 @@ def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name, name=
 
 def score_checkpoint(args, device):
     """--score: a checkpoint's generator on its run's test split (of --data, if the data has moved), at
-    test time as the run chose or as --norm-stats, --dropout and --precision say. The scores go beside the
+    test time as the run chose or as --norm-stats, --test-dropout and --precision say. The scores go beside the
     checkpoint, named after it and the test-time mode, so that no other scores are overwritten."""
     checkpoint = utils.load_checkpoint(args.score)
     if "config" not in checkpoint:

@@ -1,5 +1,5 @@
-"""Does the colorizer do better seeing a panel at its own aspect (generate.py --aspect keep, the default)
-or squashed to a square (--aspect squash)? Held-out demo panels cut to wide and tall shapes, colorized
+"""Does the colorizer do better seeing a panel squashed to a square (generate.py --aspect squash, the default)
+or at its own aspect, padded (--aspect keep)? Held-out demo panels cut to wide and tall shapes, colorized
 both ways with --reference, scored against their true colours.
 
     python train.py                                                       # the demo model, runs/colorize-demo

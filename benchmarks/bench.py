@@ -3,7 +3,7 @@ speed-up variant, our step in fp32, bf16 and with --ema beside the reference pix
 throughput per worker, the reorganization of raw trees, generate.py end to end, and its peak memory.
 
     python benchmarks/bench.py --quick                        # about 3 minutes on a 2-core CPU (see docs/speed.md)
-    python benchmarks/bench.py                                # everything (22 minutes on a 2-core CPU)
+    PIX2PIX_REF=../pytorch-CycleGAN-and-pix2pix python benchmarks/bench.py    # everything: 22 minutes on 2 cores
     python benchmarks/bench.py --device cuda --json bench-gpu.json     # one GPU, every figure also in JSON
     python benchmarks/bench.py --only train --tasks colorize --batches 1 --variants fp32 channels_last bf16
     PIX2PIX_REF=../pytorch-CycleGAN-and-pix2pix python benchmarks/bench.py --only step

@@ -2,7 +2,7 @@
 held-out demo panels drawn larger than the network, scored against their true colours, a picture of
 crops side by side, and the time of each on 1200x1700 panels.
 
-    python train.py --out runs/colorize-demo-study                                    # the demo model, ~12 min
+    python train.py --out runs/colorize-demo-study                                    # the demo model, ~13 min
     python benchmarks/upsample_study.py --checkpoint runs/colorize-demo-study/best.pt  # ~3.5 min, 2 cores
 
 Panels: demo.draw_panel at seeds from demo.DEMO_TEST_ID on (the test split, which training never draws),

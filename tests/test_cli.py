@@ -51,6 +51,15 @@ def test_steps_make_the_run_that_long_with_the_presets_split(tmp_path):
     assert (tmp_path / "run" / "test_scores.json").exists()
 
 
+@pytest.mark.parametrize("steps, epochs, decay, length", [
+    (10, 2, 1, (10, 3)), (1, 8, 4, (1, 1)), (5, 25, 0, (5, 0)), (7, 0, 0, (7, 0)), (None, 2, 1, (30, 10))])
+def test_any_decay_reaches_zero_and_none_keeps_the_lr(steps, epochs, decay, length):
+    """A decay that rounds to no step still lasts one, so the lr is 0 after the last; --epochs-decay 0 (the
+    Context Encoder's preset) keeps it constant, also with --steps."""
+    cfg = argparse.Namespace(steps=steps, epochs=epochs, epochs_decay=decay)
+    assert train.run_length(cfg, steps_per_epoch=10) == length
+
+
 def test_stop_at_stops_this_session_only(tmp_path):
     train.main(tiny_args(tmp_path, "--stop-at", 3, "--val-every", 2))
     assert not (tmp_path / "run" / "test_scores.json").exists()

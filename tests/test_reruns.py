@@ -81,6 +81,9 @@ def test_rerun_with_other_settings_or_checkpoint_never_mixes(tmp_path, checkpoin
     assert [r["checkpoint"]["file"] for r in record.values()] == [str(checkpoint.resolve())]
     with pytest.raises(SystemExit, match=r"not this checkpoint's with these settings \(1: --size 32 -> 64\)"):
         run(checkpoint, tmp_path / "in", tmp_path / "out", "--size", 64)
+    with pytest.raises(SystemExit, match=r"--aspect squash -> keep"):
+        run(checkpoint, tmp_path / "in", tmp_path / "out", "--aspect", "keep")
+    assert run(checkpoint, tmp_path / "in", tmp_path / "out", "--mask", "center") == 0  # inpaint's flag: no change
     other = tmp_path / "other.pt"
     other.write_bytes(checkpoint.read_bytes())
     with pytest.raises(SystemExit, match="another checkpoint file"):

@@ -119,7 +119,7 @@ def test_impossible_settings_are_refused_in_one_line(tmp_path, flags, message):
 
 
 def test_crash_leaves_the_periodic_checkpoint(tmp_path, monkeypatch):
-    """A crash mid-run: the checkpoint of --save-every (here after every step) is there to resume from."""
+    """A crash mid-run: the checkpoint of --save-every-min (here after every step) is there to resume from."""
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
