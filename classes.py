@@ -28,6 +28,7 @@ import numpy as np
 from torch.utils.data import Dataset, DistributedSampler, default_collate
 from tqdm import tqdm
 
+import images
 import utils
 
 # ----------------------------------------------------------------------------------------------------
@@ -185,7 +186,7 @@ def _image_files(folder):
     if not folder.is_dir():
         return []
     with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries if utils.is_image_file(e.name) and e.is_file())
+        return sorted(Path(e.path) for e in entries if images.is_image_file(e.name) and e.is_file())
 
 
 def _celeba_images(root):
@@ -262,11 +263,14 @@ def celeba_splits(root):
 
 def organized_splits(root):
     """{'train', 'val', 'test': image paths at any depth} when root has train/ and val/ folders (test/ is
-    optional), else None."""
+    optional), else None; ValueError naming the missing one when it has only one of them."""
     root = Path(root)
-    if not ((root / "train").is_dir() and (root / "val").is_dir()):
+    missing = [split for split in ("train", "val") if not (root / split).is_dir()]
+    if len(missing) == 1:
+        raise ValueError(f"{root} has no {missing[0]}/ folder: an organized tree has train/ and val/ (test/ is optional)")
+    if missing:
         return None
-    return {split: utils.list_images(root / split) if (root / split).is_dir() else [] for split in SPLITS}
+    return {split: images.list_images(root / split) if (root / split).is_dir() else [] for split in SPLITS}
 
 
 RAW_DATASETS = ("comics", "celeba")
@@ -293,10 +297,10 @@ def find_splits(root, dataset, val_frac=0.1, test_frac=0.1, seed=0):
 
 def _shorter_side(img, size):
     """COMICS: the shorter side down to size (Pix2Pix's load size); smaller panels are kept as they are."""
-    return utils.resize_shorter(img, size) if min(img.size) > size else img
+    return images.resize_shorter(img, size) if min(img.size) > size else img
 
 
-PREPARE = {"shorter": _shorter_side, "center-square": utils.center_square}
+PREPARE = {"shorter": _shorter_side, "center-square": images.center_square}
 RESIZE = {"comics": "shorter", "celeba": "center-square"}  # how --size pre-resizes each dataset (its training preprocessing)
 
 
@@ -310,7 +314,7 @@ def _reorganize_one(task, size, prepare):
         if size is None:
             shutil.copyfile(src, tmp)  # bytes unchanged, nothing decoded: copying is for speed
         else:
-            img, reason = utils.try_load_image(src, min_side=size)  # JPEG draft decoding at the reduced scale
+            img, reason = images.try_load_image(src, min_side=size)  # JPEG draft decoding at the reduced scale
             if img is None:
                 return "failed", src, reason
             PREPARE[prepare](img, size).save(tmp, "JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)
@@ -490,7 +494,7 @@ class ImageDataset(Dataset):
 
     def load(self, index):
         path = os.fsdecode(self.files[index])
-        img, reason = utils.try_load_image(path, self.transform.min_side)
+        img, reason = images.try_load_image(path, self.transform.min_side)
         if img is None:
             with self.skipped.get_lock():
                 first = not self.unreadable[index]

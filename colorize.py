@@ -1,13 +1,14 @@
 """Colorization of comic panels: Pix2Pix (Isola et al. 2017, "Image-to-Image Translation with Conditional
 Adversarial Networks", arXiv 1611.07004) in CIE Lab, as the colorization mode of the authors' PyTorch code.
-Everything that makes this task what it is lives here; train.py, generate.py and the benchmark only ask
-TASK.
+Everything that makes this task what it is lives here: TASK keeps the contract of taskbase.Task, which
+is all that train.py, generate.py and the benchmarks ask of it.
 
 G sees the gray panel's lightness x = L/50 - 1 (B, 1, S, S) and predicts its colour y = ab/110 (B, 2, S, S),
 both in [-1, 1]; the 70x70 PatchGAN judges (gray, colour) pairs. At full resolution (generate.py) the
 predicted ab is upsampled to the page and joined to the page's own L, so the line art stays sharp (as
 richzhang/colorization and DeOldify do). By default the upsampling is edge-aware, a joint bilateral filter
 and joint bilateral upsampling guided by L, so that each colour stays inside its ink lines (docs/colour.md).
+With --hints, G also sees colour hints, (B, 3, S, S) beside L (hints.py, docs/hints.md); D never does.
 
 Sections: the Lab conversions (torch, batched, for training; numpy tables, a band of rows at a time, for
 generate.py), the colour metrics (CIEDE2000, colourfulness), the training transform, the task itself.
@@ -19,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import demo
+import hints
+import images
 import utils
+from taskbase import XY, Task
 
 # ----------------------------------------------------------------------------------------------------
 # Lab colour (sRGB, D65), batched in torch so that whole batches convert on the training device
@@ -44,7 +47,7 @@ def linear_to_srgb(v):
 
 
 def cie_f(t):
-    """CIE's f: the cube root, a line below DELTA^3 (L = 116 f(Y) - 16)."""
+    """CIE's f, exact on a tensor: the cube root, a line below DELTA^3 (L = 116 f(Y) - 16)."""
     return torch.where(t > _DELTA**3, t.clamp_min(1e-12) ** (1 / 3), t / (3 * _DELTA**2) + 4 / 29)
 
 
@@ -104,14 +107,15 @@ def luminance(pixels):
     return Y
 
 
-def lab_f(Y):
-    """CIE's f (the cube root, a line below DELTA^3) of luminance Y in [0, 1], float32: L = 116 f(Y) - 16."""
+def cie_f_table(Y):
+    """cie_f of luminance Y in [0, 1] (float32 numpy), looked up in its table of LINEAR_STEPS steps."""
     steps = Y * LINEAR_STEPS
     steps += 0.5
     return _F_OF_STEP[steps.astype(np.uint16)]
 
 
-def _lab_f_inverse(f):
+def _cie_f_inverse(f):
+    """cie_f inverted, on float32 numpy arrays."""
     t = f * f * f
     dark = f <= _DELTA
     t[dark] = 3 * _DELTA**2 * (f[dark] - 4 / 29)
@@ -121,7 +125,7 @@ def _lab_f_inverse(f):
 def lab_to_srgb8(Y, fy, a, b):
     """Luminance Y, f(Y) and the a and b of each pixel (rows, W each, float32) -> uint8 sRGB (rows, W, 3),
     out-of-gamut colours clipped. Y goes in as it is, not back from f(Y): exact, and one cube less."""
-    xyz = np.stack([_lab_f_inverse(fy + a / 500), Y, _lab_f_inverse(fy - b / 200)])
+    xyz = np.stack([_cie_f_inverse(fy + a / 500), Y, _cie_f_inverse(fy - b / 200)])
     # einsum rather than matmul: numpy's BLAS would start its own threads for a 3x3 product
     linear = np.einsum("ij,j...->i...", _XYZ_TO_LINEAR, xyz)
     np.clip(linear, 0, 1, out=linear)
@@ -219,7 +223,7 @@ class ColorizeTransform:
 
     def __call__(self, img, rng):
         s = self.image_size
-        img = utils.resize_shorter(img, self.min_side)
+        img = images.resize_shorter(img, self.min_side)
         w, h = img.size
         if self.train:
             left, top = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
@@ -228,7 +232,7 @@ class ColorizeTransform:
         img = img.crop((left, top, left + s, top + s))
         if self.train and rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return (utils.pil_to_tensor(img),)  # (3, S, S) uint8
+        return (images.pil_to_tensor(img),)  # (3, S, S) uint8
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -328,72 +332,127 @@ def linear_taps(n_out, n_in):
 # ----------------------------------------------------------------------------------------------------
 # The task
 
+LARGE_SET_IMAGES = 200_000  # training images from which a run takes the large-set preset
 
-class Colorize:
+
+class Colorize(Task):
     """Gray panel -> colour panel: x = L/50 - 1 (B, 1, S, S), y = ab/110 (B, 2, S, S)."""
 
-    name, dataset, draw = "colorize", "comics", staticmethod(demo.draw_panel)  # raw --data layout; demo data
-    generate_flags = ("aspect", "ab_upsample")  # generate.py's flags that change this task's outputs
+    name, title, dataset, demo_name = "colorize", "colorize (Pix2Pix)", "comics", "panel"
     # Isola et al. 2017, section 4 and appendix 6.2: batch 1, 100 epochs at 2e-4 then 100 of linear
     # decay, lambda_L1 100, random jitter (resize to 286, crop 256, flip).
-    # ema: an average of G's weights is judged, kept and exported (not in the paper; docs/ema.md).
+    # At test time the official code keeps G in training mode (test.py without --eval): dropout on, and
+    # BatchNorm over the batch of 1, each image's own statistics. No average of G's weights.
     paper = dict(netG="unet", netD="patch", image_size=256, load_size=286, batch_size=1, epochs=100,
                  epochs_decay=100, ngf=64, ndf=64, bottleneck=4000, rec_loss="l1", lambda_rec=100.0,
-                 val_images=500, ema=0.999)
+                 val_images=500, ema=0.0, test_dropout="on", norm_stats="image", precision="fp32")
+    # Where the defaults differ (docs/defaults.md): BatchNorm at test time as G trained, each image's own
+    # statistics at batch 1 and the running averages above it (defaults); bf16 where the machine runs it
+    # natively (utils.resolve_precision). The demo keeps the average of G's weights and deterministic
+    # outputs that were chosen on its drawings (docs/ema.md).
+    departures = dict(norm_stats="auto", precision="auto")
+    demo_departures = dict(ema=0.999, test_dropout="off")
     # The same paper gives big sets few epochs at batch 4: ImageNet colorization (1.2M images) about 6
     # epochs, edges2shoes (50k) and edges2handbags (137k) 15. COMICS (1.2M panels) follows ImageNet.
-    large_set, large_set_images = dict(batch_size=4, epochs=3, epochs_decay=3), 200_000
+    large_set = dict(batch_size=4, epochs=3, epochs_decay=3)
     # The procedural demo, sized to finish in minutes on a 2-core CPU (see README).
-    demo_preset = dict(paper, image_size=64, load_size=72, batch_size=4, epochs=8, epochs_decay=4, ngf=32,
+    demo_preset = dict(paper, **departures, **demo_departures, image_size=64, load_size=72, batch_size=4, epochs=8, epochs_decay=4, ngf=32,
                        ndf=32, val_images=64, demo_images=1000)
     score, baseline = "psnr", "baseline_gray_psnr"  # best.pt has the best score; the log shows both
 
-    # --- the networks and the objective
+    # --- flags and presets
 
-    def channels(self, netG):
-        """(channels of x, channels of y): L in, ab out."""
-        return 1, 2
+    def train_flags(self):
+        return {"--split-seed": dict(type=int, default=0, help="seed of the by-book COMICS split (the same as classes.py "
+                                          "--split-seed, so both make the same split)"),
+                "--hints": dict(action="store_true", help="G also takes colour hints, sampled from the target in "
+                                "training, and validation scores it with none and with 10 (docs/hints.md)")}
+
+    def generate_flags(self):
+        return {
+            "--hints": dict(metavar="DIR", help="hint images for a checkpoint trained with --hints: DIR/REL/name.png "
+                            "for the input REL/name.ext, whose opaque pixels give their colour (docs/hints.md) "
+                            "(default: none)"),
+            "--aspect": dict(choices=["squash", "keep"], default="squash", help="the network sees the image squashed "
+                             "to a --size square, or at its own aspect with the shorter side --size, padded (scores "
+                             "lower on tall panels: docs/aspect.md)"),
+            "--ab-upsample": dict(choices=["joint-bilateral", "bilinear"], default="joint-bilateral", help="the "
+                                  "predicted colour to the page's size, edge-aware by the page's L (docs/colour.md) "
+                                  "or bilinear"),
+        }
+
+    def generate_settings(self, args):
+        """--hints aside: each output records the bytes of its own hint file instead (side_files)."""
+        return {k: v for k, v in super().generate_settings(args).items() if k != "hints"}
+
+    def preset(self, train_images, paper=False):
+        """The paper's large-set practice from LARGE_SET_IMAGES training images on."""
+        preset = super().preset(train_images, paper)
+        if train_images is not None and train_images >= LARGE_SET_IMAGES:
+            preset = {**preset, **self.large_set}
+        return preset
+
+    def presets(self):
+        return {**super().presets(), f"{LARGE_SET_IMAGES // 1000}k+ images": self.preset(LARGE_SET_IMAGES)}
 
     def defaults(self, cfg):
-        """Settings that follow from others: the plain GAN + lambda L1 objective, and BatchNorm at test
-        time as in training (at batch 1 it saw one image at a time: the paper's test-time protocol)."""
-        return dict(lambda_adv=1.0, lr_g_mult=1.0, norm_stats="image" if cfg["batch_size"] == 1 else "running")
+        """The plain GAN + lambda L1 objective, and BatchNorm at test time as in training (at batch 1 it
+        saw one image at a time: the paper's test-time protocol)."""
+        return dict(lambda_adv=1.0, lr_g_mult=1.0, norm_stats="image" if cfg.batch_size == 1 else "running")
 
     def problems(self, cfg):
-        return [f"colorize uses --{k} {v}" for k, v in (("netG", "unet"), ("netD", "patch")) if cfg[k] != v]
+        return [f"colorize uses --{k} {v}" for k, v in (("netG", "unet"), ("netD", "patch")) if getattr(cfg, k) != v]
 
-    def smallest_batch(self, cfg):
-        return 1
+    # --- the networks
 
-    def norm_stats_modes(self, cfg):
-        """The test-time BatchNorm modes G can run in (model.test_time): both, for the U-Net."""
-        return ("image", "running")
+    def generator_options(self, cfg):
+        return {"hinted": cfg.get("hints", False)}
+
+    def channels(self, netG, hinted=False):
+        """L (and, hinted, the hint map) in, ab out."""
+        return 1 + (hints.CHANNELS if hinted else 0), 2
+
+    def d_input(self, x, image, cfg):
+        return torch.cat([x[:, :1], image], dim=1)  # the PatchGAN judges (gray, colour) pairs, never the hints
 
     # --- the data
 
     def transforms(self, cfg):
-        return tuple(ColorizeTransform(cfg.image_size, cfg.load_size, train) for train in (True, False))
+        jitter = [ColorizeTransform(cfg.image_size, cfg.load_size, train) for train in (True, False)]
+        return hints.with_patches(*jitter) if hints.used(cfg) else tuple(jitter)
 
-    def demo_set(self, cfg, count, first_id, transform):
-        return demo.DemoDataset(self.draw, cfg.load_size, count, first_id, transform)
+    def draw(self, seed, size):
+        """A comic panel."""
+        import demo  # here, not at the top: generate.py imports this file, and never needs the demo
+        return demo.draw_panel(seed, size)
 
-    def prepare(self, batch, cfg, device):
-        """A batch of uint8 RGB images from the loader -> (x, y, weight, extra) on the device."""
+    def demo_side(self, cfg):
+        return cfg.load_size  # what the jitter crops from
+
+    def demo_input(self, drawing):
+        """The panel in gray."""
+        return drawing.convert("L")
+
+    def batch_to_xy(self, batch, cfg, device):
+        """uint8 RGB images -> x = L/50 - 1 (and with --hints the patches' hint map over y), y = ab/110."""
         x, y = colorize_pair(batch[0].to(device, non_blocking=True))
-        return x, y, None, None
-
-    def d_input(self, x, image, cfg):
-        return torch.cat([x, image], dim=1)  # the PatchGAN judges (gray, colour) pairs
+        if hints.used(cfg):
+            x = torch.cat([x, hints.patch_means(y, batch[1])], dim=1)
+        return XY(x, y, weight=None, hole=None)
 
     # --- what is shown and scored
 
-    def pictures(self, x, fake, y, extra, cfg):
-        """(input, output, target) as RGB in [0, 1]: the gray panel, the colorized one, the real one."""
-        return colorize_rgb(x, torch.zeros_like(y)), colorize_rgb(x, fake), colorize_rgb(x, y)
+    def pictures(self, xy, fake, cfg):
+        """The gray panel (with the hints in their colour, if any), the colorized one, the real one."""
+        L, hint_ab = xy.x[:, :1], xy.x[:, 1:3] if xy.x.shape[1] > 1 else torch.zeros_like(xy.y)
+        return colorize_rgb(L, hint_ab), colorize_rgb(L, fake), colorize_rgb(L, xy.y)
 
-    def scores(self, inp, out, target, extra=None):
-        """Per-image scores of the output and of the gray panel itself: PSNR rewards gray, desaturated
-        output, so the colour difference (CIEDE2000) and the colourfulness say what PSNR hides."""
+    def test_inputs(self, xy, cfg):
+        return hints.test_inputs(xy) if hints.used(cfg) else {"": xy}
+
+    def scores(self, inp, out, target, hole=None):
+        """Scores of the output and of the gray panel itself: PSNR rewards gray, desaturated output, so the
+        colour difference (CIEDE2000) and the colourfulness say what PSNR hides. The whole image is G's."""
         scores = {}
         for prefix, image in {"": out, "baseline_gray_": inp}.items():
             scores.update({f"{prefix}psnr": utils.psnr(image, target), f"{prefix}ssim": utils.ssim(image, target),
@@ -402,9 +461,7 @@ class Colorize:
         return scores
 
     def score_image(self, out, reference, hole):
-        """generate.py --reference: one full-size output against its reference, (1, 3, H, W) in [0, 1];
-        the gray baseline is the reference's own L with ab = 0 (what G saw), as an 8-bit image. The
-        whole image is scored: `hole` is None."""
+        """The gray baseline is the reference's own L with ab = 0 (what G saw), as an 8-bit image."""
         lab = rgb_to_lab(reference)
         gray = lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], dim=1))
         return self.scores(quantize(gray), out, reference)
@@ -412,43 +469,54 @@ class Colorize:
     # --- generate.py: any image at full resolution
 
     def setup_generation(self, run):
-        """Check generate.py's settings against this checkpoint: any --size and any aspect will do."""
+        hints.check_generation(run.hints, hints.used(run.cfg), run.checkpoint)
+
+    def side_files(self, src, run):
+        return {"hints": hints.hint_file(src, run.input, run.hints)} if run.hints else {}
 
     def network_input_shape(self, run):
         return f"shorter side {run.size}" if run.aspect == "keep" else f"{run.size}x{run.size}"
 
-    def prepare_image(self, src, run):
-        """An image file -> the network input x = L/50 - 1 (1, H, W), and where the resized image lies in
-        its padding."""
-        page = utils.read_page(src, run.max_pixels, min_side=run.size)
+    def image_to_input(self, src, run):
+        """x = L/50 - 1 (1, H, W) (and for a G that takes hints its hint image's map, none in the padding:
+        hints.page_hints), and where the resized image lies in its padding."""
+        page = images.read_page(src, run.max_pixels, min_side=run.size)
         w, h = network_shape(*page.size, run.size) if run.aspect == "keep" else (run.size, run.size)
         small = np.asarray(page.resize((w, h), Image.BICUBIC, reducing_gap=3.0))
-        L = 116 * lab_f(luminance(small)) - 16
+        L = 116 * cie_f_table(luminance(small)) - 16
         multiple = 2 ** len(run.G.downs)  # each down block halves the image, down to 1 pixel
         pad_h, pad_w = -h % multiple, -w % multiple
         top, left = pad_h // 2, pad_w // 2
-        x = np.pad(L / L_SCALE - 1, ((top, pad_h - top), (left, pad_w - left)), mode="reflect")
-        return dict(x=torch.from_numpy(x)[None], crop=(top, left, h, w))
+        padding = ((top, pad_h - top), (left, pad_w - left))
+        item = dict(x=torch.from_numpy(np.pad(L / L_SCALE - 1, padding, mode="reflect"))[None], crop=(top, left, h, w))
+        if hints.used(run.cfg):
+            path = self.side_files(src, run).get("hints")
+            hint_map, how = hints.page_hints(path, page.size, (w, h), colorize_pair, run.max_pixels)
+            item.update(x=torch.cat([item["x"], torch.from_numpy(np.pad(hint_map, ((0, 0), *padding)))]),
+                        **({"how": how} if how else {"hints": path}))
+        return item
 
     def finish_image(self, item, fake, page, run):
         """-> (input band, colorized band) for each band of the page: G's ab (2, H, W), cropped out of the
         padding and upsampled to the page as run.ab_upsample says ("joint-bilateral", guided by L, or
-        "bilinear"; a run of None, outside generate.py, is bilinear), joined to each band's own L."""
+        "bilinear"; a run of None, outside generate.py, is bilinear), joined to each band's own L; the input
+        bands with the item's hints drawn over them, if it has some."""
         top, left, h, w = item["crop"]
         ab = fake[:, top:top + h, left:left + w].numpy() * AB_SCALE  # (2, h, w) in Lab units
         edge_aware = run is not None and run.ab_upsample == "joint-bilateral"
-        return (self.finish_joint_bilateral if edge_aware else self.finish_bilinear)(item, ab, page)
+        pieces = (self.finish_joint_bilateral if edge_aware else self.finish_bilinear)(item, ab, page)
+        return hints.shown_over_bands(pieces, item["hints"], page.size, run.max_pixels) if item.get("hints") else pieces
 
     def finish_bilinear(self, item, ab, page):
         """finish_image with ab upsampled bilinearly, as F.interpolate(align_corners=False) would."""
         h = item["crop"][2]
         first, second, weight = linear_taps(page.height, h)
-        for r0, band in utils.bands(page):
+        for r0, band in images.bands(page):
             rows = slice(r0, r0 + len(band))
             ab_rows = ab[:, first[rows]] * (1 - weight[rows, None]) + ab[:, second[rows]] * weight[rows, None]
             a, b = F.interpolate(torch.from_numpy(ab_rows), size=page.width, mode="linear", align_corners=False).numpy()
             Y = luminance(band)
-            yield band, lab_to_srgb8(Y, lab_f(Y), a, b)
+            yield band, lab_to_srgb8(Y, cie_f_table(Y), a, b)
 
     def finish_joint_bilateral(self, item, ab, page):
         """finish_image, edge-aware: G's ab filtered within the regions of the L that G saw, then upsampled
@@ -464,9 +532,9 @@ class Colorize:
         columns = [(np.repeat(Lab_small, np.bincount(col_first, minlength=w), axis=2), 1 - col_weight),
                    (np.repeat(Lab_small, np.bincount(col_second, minlength=w), axis=2), col_weight)]
         step = max(1, JBU_CHUNK_PIXELS // page.width)
-        for r0, band in utils.bands(page):
+        for r0, band in images.bands(page):
             Y = luminance(band)
-            fy = lab_f(Y)
+            fy = cie_f_table(Y)
             L = 116 * fy - 16  # (rows, W)
             ab_band = np.empty((2, *L.shape), np.float32)
             for r in range(0, len(band), step):
@@ -474,10 +542,6 @@ class Colorize:
                 taps = (first[rows], 1 - weight[rows, None]), (second[rows], weight[rows, None])
                 ab_band[:, r:r + step] = joint_bilateral_upsample(L[r:r + step], taps, columns)
             yield band, lab_to_srgb8(Y, fy, *ab_band)
-
-    def output_hole(self, item, size, run):
-        """What --reference scores inside: None, the whole image."""
-        return None
 
 
 TASK = Colorize()

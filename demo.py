@@ -13,14 +13,21 @@ draw_face: an aligned-portrait-like face (as in CelebA: eyes at ~40% height, mou
     holds eyes, nose and mouth.
 
 Both are deterministic functions of (seed, size); they draw supersampled, then downsample with LANCZOS
-for anti-aliased edges.
+for anti-aliased edges. As a script, it writes held-out drawings as files, the inputs with which to
+try a demo model in generate.py:
+
+    python demo.py --task colorize --out demo_panels --count 8
 """
+import argparse
 import colorsys
 import functools
+import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+import tasks
 from classes import ImageDataset
 
 DEMO_TRAIN_ID, DEMO_VAL_ID, DEMO_TEST_ID = 0, 10**7, 2 * 10**7  # image ids: the three splits never meet
@@ -256,3 +263,82 @@ def draw_face(seed: int, size: int) -> Image.Image:
     d.arc(px(cx - mouth_w, mouth_y - mouth_h - smile, cx + mouth_w, mouth_y + smile), 0, 180 if smile > 0.005 else 0,
           fill=_shade(lips, 0.5), width=max(1, int(0.008 * w)))
     return img.resize((size, size), Image.LANCZOS)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Held-out drawings as files, to try a demo model with generate.py: drawn from the test split's seeds
+# (DEMO_TEST_ID on), which training never draws.
+
+def held_out(task, index, size):
+    """A task's held-out drawing `index` -> (file name, the input as a user would give it to generate.py,
+    the true image)."""
+    seed = DEMO_TEST_ID + index
+    drawing = task.draw(seed, size)
+    return f"{task.demo_name}-{seed}.png", task.demo_input(drawing), drawing
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def get_parser():
+    p = argparse.ArgumentParser(formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Write held-out drawings of the built-in demo as PNG files: inputs for generate.py, to try a demo model
+(python train.py) on images it never saw in training.
+
+    python demo.py --task colorize --out demo_panels --count 8 --reference demo_truth   # + their colours
+    python demo.py --task inpaint --out demo_faces
+
+colorize writes gray panels; inpaint writes faces whose center is covered by a white square, which
+generate.py finds (--mask auto). The drawings come from the demo's test split, which training never
+draws, and the same command always writes the same files. No file is overwritten: a file of the same
+name must already hold the same drawing, else nothing is written.""")
+    default = next(iter(tasks.TASKS))
+    p.add_argument("--task", choices=list(tasks.TASKS), default=default, help="what to draw: " + ", ".join(
+        f"{task.demo_name}s to {task.name}" for task in tasks.TASKS.values()) + f" (default: {default})")
+    p.add_argument("--out", type=Path, required=True, help="folder for the drawings (made if missing)")
+    p.add_argument("--count", type=int, default=8, help="how many drawings (default: 8)")
+    p.add_argument("--size", type=int, default=256, help="side of each drawing in pixels; generate.py takes any "
+                   "size, the demo models were trained at 64 (default: 256)")
+    p.add_argument("--reference", type=Path, help="also write each drawing's true image into this folder, for "
+                   "generate.py --reference (scores on the results page)")
+    return p
+
+
+def main(args):
+    if args.count < 1 or args.size < 1:
+        raise SystemExit("error: --count and --size must be 1 or more")
+    if args.reference and args.reference.resolve() == args.out.resolve():
+        raise SystemExit("error: --reference must be another folder than --out: the files have the same names")
+    for folder in filter(None, (args.out, args.reference)):
+        if folder.exists() and not folder.is_dir():
+            raise SystemExit(f"error: {folder} is not a folder")
+    files = {}
+    for index in range(args.count):
+        name, x, y = held_out(tasks.TASKS[args.task], index, args.size)
+        files[args.out / name] = png_bytes(x)
+        if args.reference:
+            files[args.reference / name] = png_bytes(y)
+    try:
+        for path, data in files.items():  # a file already there must be this very drawing: a rerun
+            if (path.is_symlink() or path.exists()) and not (path.is_file() and path.read_bytes() == data):
+                raise SystemExit(f"error: {path} is already there and is not this drawing: nothing was written; "
+                                 f"choose another folder")
+        new = [path for path in files if not path.exists()]
+        for path in new:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "xb") as f:  # "x": never over a file that appeared meanwhile
+                f.write(files[path])
+    except OSError as e:
+        raise SystemExit(f"error: {e.filename}: {e.strerror}")
+    print(f"{args.count} held-out {tasks.TASKS[args.task].demo_name}s to {args.task} in {args.out}"
+          + (f", their true images in {args.reference}" if args.reference else "")
+          + ("" if len(new) == len(files) else f" ({len(files) - len(new)} of the files were there already)"))
+    print(f"next: python generate.py --checkpoint runs/{args.task}-demo/best.pt --input {args.out} --output OUTPUT"
+          + (f" --reference {args.reference}" if args.reference else ""))
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())

@@ -13,29 +13,28 @@ written: an --output inside --input is refused. Unreadable images and images ove
 the header, before decoding) are reported with their reason and skipped, and the exit status is 1 if any
 failed. Each output records the checkpoint and settings that made it (OUTPUT/generate.json, and a tag in
 the PNG): a rerun goes on where a run stopped and never mixes outputs of another checkpoint or settings
-into the folder (--overwrite redoes them all). OUTPUT/index.html shows every input beside its output (and,
-with --reference, its true image and scores, the worst first) as thumbnails linked to the full files.
+into the folder (--overwrite redoes them all); the temporary files of a killed run are removed at the
+next run. OUTPUT/index.html shows every input beside its output (and, with --reference, its true image and
+scores, the worst first) as thumbnails linked to the full files.
 
-How an image of any size becomes the network's input and how the output is put back together at full
-resolution is the task's own (colorize.py: the image's L squashed to a square in, the predicted ab upsampled
-and joined to the ORIGINAL L, so the line art stays sharp; inpaint.py: the square around the hole in, the
-prediction pasted back only inside the hole, every other pixel bit-identical to the input). Both put the
-result together a band of rows at a time: memory follows the band, not the page. --workers processes
-each take whole images through decoding, the network and the PNG; this file is the folder walk, the
-batches, the workers, the files written and the scores.
+Colorize keeps each image's size and its own lightness (the line art): the network sees the image squashed
+to its square, and the colour it predicts is brought back to full size guided by that lightness, so that it
+stays inside the ink lines (docs/colour.md). Inpaint gives the network the square around the hole and
+pastes its prediction back inside the hole only: every other pixel is the input's. Memory follows a band
+of rows, not the page; --workers processes each take whole images.
 """
+# The folder walk -> a job per image -> process (in this process or workers.py's) -> a record per image ->
+# the outputs page and the scores. How an image becomes the network's input and comes back at full size is
+# the task's own (colorize.py, inpaint.py).
 import argparse
 import collections
-import concurrent.futures
 import contextlib
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -44,13 +43,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+import images
 import model
 import pages
 import tasks
 import utils
+import workers
 
 RECORD = "generate.json"  # OUTPUT/generate.json: what made the outputs, by tag
-KILLED = "its worker process was killed (out of memory?)"
 
 
 def get_parser():
@@ -68,20 +68,15 @@ def get_parser():
                    "images, judged from the header (Pillow's decompression-bomb limit, about 179 megapixels)")
     g = p.add_argument_group("test time", "Defaults come from the checkpoint: its network size and the test-time "
                              "choices of its run.")
-    g.add_argument("--size", type=utils.POSITIVE_INT, help="network resolution; colorize: the square's side, or "
-                   "the shorter side with --aspect keep (default: the training size)")
-    g.add_argument("--aspect", choices=["squash", "keep"], default="squash", help="colorize: the network sees the "
-                   "image squashed to a --size square, or at its own aspect, padded (scores lower on tall panels: "
-                   "docs/aspect.md)")
-    g.add_argument("--ab-upsample", choices=["joint-bilateral", "bilinear"], default="joint-bilateral", help="colorize: "
-                   "the predicted colour to the page's size, edge-aware by the page's L (docs/colour.md) or bilinear")
-    g.add_argument("--mask", default="auto", help="inpaint: 'auto' (a white square near the center is the "
-                   "hole, else the center is blanked), 'center', or a mask image (white = hole)")
+    g.add_argument("--size", type=utils.POSITIVE_INT, help="network resolution: colorize's square side (the shorter "
+                   "side with --aspect keep), inpaint's context square (default: the training size)")
     g.add_argument("--norm-stats", choices=["auto", *model.NORM_STATS], default="auto", help="BatchNorm statistics: "
                    "each image's own or the running averages of training; auto: the checkpoint's choice, else running")
     g.add_argument("--test-dropout", choices=["off", "on"], help="dropout at test time (default: the checkpoint's "
                    "choice, else off)")
     g.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout, combined with each image's path")
+    for task in tasks.TASKS.values():  # each task's own flags, in a group of its own
+        task.add_generate_flags(p)
     g = p.add_argument_group("system")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
     g.add_argument("--batch-size", type=utils.POSITIVE_INT, default=8, help="images per network batch")
@@ -91,7 +86,7 @@ def get_parser():
     g.add_argument("--precision", choices=["auto", *utils.DTYPES], default="auto", help="autocast precision (auto: "
                    "bf16 on CUDA and on CPUs that execute it natively, else fp32)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="NHWC memory format (the U-Net's transposed convolutions are 25%% faster on a CPU)")
+                   help="channels-last memory layout (25%% faster for the U-Net on the CPU measured)")
     return p
 
 
@@ -104,7 +99,7 @@ def prepare(job, run):
     """A job -> its item: the network input and what finishing needs, or the reason it failed."""
     item = dict(job)
     try:
-        item.update(run.task.prepare_image(job["src"], run))
+        item.update(run.task.image_to_input(job["src"], run))
     except Exception as e:  # a bad file is reported with its reason, the others go on
         item["error"] = utils.one_line(e)
     return item
@@ -132,10 +127,11 @@ def run_network(batch, run):
 def write_result(item, fake, run):
     """Decode the image again and write its output (and comparison) band by band; score it if asked."""
     try:
-        page = utils.read_page(item["src"], run.max_pixels)
+        page = images.read_page(item["src"], run.max_pixels)
         pieces = run.task.finish_image(item, fake, page, run)
-        thumbnails = [pages.thumbnail_path(run.output, item["image"], kind) for kind in ("input", "output")]
-        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, run.tag, thumbnails,
+        thumbnails = [pages.thumbnail_path(run.output, item["name"], kind) for kind in ("input", "output")]
+        texts = {TAG_KEY: run.tag, **({SIDES_KEY: item["sides"]} if item["sides"] else {})}
+        output = write_outputs(item["dst"], page.size, pieces, run.save_comparison, texts, thumbnails,
                                keep=bool(run.reference))
         if run.reference:
             item["scores"] = score_output(item, output, run.task.output_hole(item, page.size, run), run)
@@ -146,31 +142,31 @@ def write_result(item, fake, run):
 def rescore(item, run):
     """Score an output that an earlier run of the same checkpoint and settings wrote."""
     try:
-        output = np.array(utils.load_image(item["dst"]))
+        output = np.array(images.load_image(item["dst"]))
         item["scores"] = score_output(item, output, run.task.output_hole(item, output.shape[1::-1], run), run)
     except Exception as e:  # an output broken since: report it, the others go on
         item["error"] = f"cannot score {utils.shown(item['dst'])}: {utils.one_line(e)}"
 
 
-def write_outputs(dst, size, pieces, comparison, tag, thumbnails, keep):
+def write_outputs(dst, size, pieces, comparison, texts, thumbnails, keep):
     """Stream (input band, output band) pairs into dst, and [input | output] into its comparison, each
-    tagged with what made it, and into the thumbnails of input and output -> the whole output if keep (to
-    score it), else None."""
+    tagged with what made it (texts: PNG text chunks), and into the thumbnails of input and output -> the
+    whole output if keep (to score it), else None."""
     W, H = size
     kept, small = [], [pages.Thumbnail(W, H), pages.Thumbnail(W, H)]
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(utils.PngWriter(dst, W, H, {TAG_KEY: tag}))
-        both = stack.enter_context(utils.PngWriter(comparison_of(dst), 2 * W, H, {TAG_KEY: tag})) if comparison else None
+        out = stack.enter_context(images.PngWriter(dst, W, H, texts))
+        both = stack.enter_context(images.PngWriter(comparison_of(dst), 2 * W, H, texts)) if comparison else None
         for band, result in pieces:
             out.write(result)
             if both:
-                both.write(np.concatenate([utils.as_rgb(band), result], axis=1))
+                both.write(np.concatenate([images.as_rgb(band), result], axis=1))
             small[0].add(band)
             small[1].add(result)
             if keep:
                 kept.append(result)
-    for thumbnail, path in zip(small, thumbnails):
-        thumbnail.save(path)
+        for thumbnail, path in zip(small, thumbnails):  # before the outputs are in place: written means all written
+            thumbnail.save(path)
     return np.concatenate(kept) if keep else None
 
 
@@ -192,6 +188,30 @@ def process(jobs, run):
 # The folders: where each output goes, what is done already, and what made it.
 
 TAG_KEY = "generate.py"  # the PNG text chunk that names what made an output (a key of OUTPUT/generate.json)
+SIDES_KEY = "generate.py side files"  # the PNG text chunk of the digest of the output's side files, if any
+
+
+def add_side_files(jobs, run):
+    """Each job's side files (Task.side_files) as job["sides"], a digest of their bytes ("" for none), which
+    its output records -> {what: how many inputs have one}."""
+    counts = collections.Counter()
+    for job in jobs:
+        files = run.task.side_files(job["src"], run)
+        counts.update({what: path is not None for what, path in files.items()})  # 0 for none: said too
+        found = sorted((what, path) for what, path in files.items() if path is not None)
+        digest = hashlib.sha256()
+        for what, path in found:
+            digest.update(what.encode() + b"\0" + file_bytes(path))
+        job["sides"] = digest.hexdigest()[:16] if found else ""
+    return counts
+
+
+def file_bytes(path):
+    """A file's bytes, or for one that cannot be read the reason (the task reports it when it reads it)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        return str(e).encode()
 
 
 def comparison_of(dst):
@@ -235,32 +255,55 @@ def check_folders(input_path, output_dir, reference):
         raise SystemExit(f"error: cannot write into --output {output_dir}: {e.strerror or utils.one_line(e)}")
 
 
+def name_too_long(dst, comparison):
+    """Why the output dst (or its comparison) cannot be written under its name, or None if it can: a.jpg
+    and a.png with 251-byte stems have legal names, but not their outputs a.jpg.png and a.png.png."""
+    for what, path in [("output", dst)] + ([("comparison", comparison_of(dst))] if comparison else []):
+        length = len(os.fsencode(path.name))
+        if length > utils.NAME_MAX:
+            return f"the {what}'s file name would be {length} bytes, over the {utils.NAME_MAX} a file name can have"
+    return None
+
+
 def plan_jobs(input_path, output_dir, comparison, reference=None):
-    """A job {src, dst, key, rel} for every image below --input, refusing any destination that is an
-    input; the key, the source's path below --input, seeds the image's dropout."""
+    """-> (a job {src, dst, name, image, key, rel} for every image below --input whose outputs can have
+    their names, [(src, reason)] for the others), refusing any destination that is an input. name is the
+    output's path below --output, image the same as text; the key, the source's path below --input, seeds
+    the image's dropout."""
     input_path, output_dir = Path(input_path).resolve(), Path(output_dir).resolve()
     check_folders(input_path, output_dir, reference)
-    files = utils.list_images(input_path, avoid=[output_dir])
+    files = images.list_images(input_path, avoid=[output_dir])
     root = input_path if input_path.is_dir() else input_path.parent
     relative = [f.relative_to(root) for f in files]
     names = output_names(relative, comparison)
-    jobs = [dict(src=f, dst=output_dir / names[rel], image=utils.shown(names[rel]), key=rel.as_posix(), rel=rel)
-            for f, rel in zip(files, relative)]
+    jobs = [dict(src=f, dst=output_dir / names[rel], name=names[rel], image=utils.shown(names[rel]), key=rel.as_posix(),
+                 rel=rel) for f, rel in zip(files, relative)]
     inputs = set(files)
     for job in jobs:
         if job["dst"] in inputs or (comparison and comparison_of(job["dst"]) in inputs):
             raise SystemExit(f"error: the output {utils.shown(job['dst'])} would overwrite an input: choose another --output")
-    return jobs
+    reasons = [name_too_long(job["dst"], comparison) for job in jobs]
+    return ([job for job, reason in zip(jobs, reasons) if reason is None],
+            [(job["src"], reason) for job, reason in zip(jobs, reasons) if reason is not None])
+
+
+def remove_stale_temporaries(jobs, output_dir):
+    """Remove what killed runs left in the folders this run writes: temporary files of outputs,
+    thumbnails and records (utils.remove_stale_temporaries)."""
+    output_dir = Path(output_dir).resolve()
+    folders = {output_dir} | {job["dst"].parent for job in jobs}
+    folders |= {pages.thumbnail_path(output_dir, job["name"], "output").parent for job in jobs}
+    for folder in folders:
+        if folder.is_dir():
+            utils.remove_stale_temporaries(folder)
 
 
 def describe_run(run, args):
     """What makes the outputs what they are: the checkpoint file and the settings -> (tag, record)."""
     ckpt = Path(args.checkpoint).resolve()
-    flags = {"aspect": args.aspect, "ab_upsample": args.ab_upsample,
-             "mask": args.mask if args.mask in ("auto", "center") else utils.shown(Path(args.mask).resolve())}
     record = {"checkpoint": {"file": utils.shown(ckpt), "bytes": ckpt.stat().st_size, "modified_ns": ckpt.stat().st_mtime_ns},
-              "settings": {"task": run.cfg["task"], "size": run.size, "norm_stats": run.norm_stats,  # and the task's own:
-                           **{name: flags[name] for name in run.task.generate_flags},  # another task ignores them
+              "settings": {"task": run.cfg.task, "size": run.size, "norm_stats": run.norm_stats,  # and the task's own:
+                           **run.task.generate_settings(args),  # another task ignores them
                            "test_dropout": run.test_dropout, "seed": args.seed, "precision": run.precision}}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16], record
 
@@ -284,11 +327,12 @@ def sort_jobs(jobs, run, args):
         return jobs, [], {}
     todo, done, foreign = [], [], collections.Counter()
     for job in jobs:
-        tag = utils.png_text(job["dst"], TAG_KEY) if job["dst"].exists() else None
-        if not job["dst"].exists():
+        exists = os.path.exists(job["dst"])  # False, not an error, for a name too long for the folder's file system
+        tag = images.png_text(job["dst"], TAG_KEY) if exists else None
+        if not exists:
             todo.append(job)
-        elif tag == run.tag:
-            done.append(job)
+        elif tag == run.tag:  # done, unless its side files changed since
+            (done if (images.png_text(job["dst"], SIDES_KEY) or "") == job["sides"] else todo).append(job)
         else:
             foreign[tag] += 1
     if foreign:
@@ -300,19 +344,20 @@ def sort_jobs(jobs, run, args):
 
 
 # ----------------------------------------------------------------------------------------------------
-# The run: the checkpoint and the settings, and the worker processes
+# The run: the checkpoint and the settings.
 
 
 def load(args):
     """The run: args with their defaults resolved from the checkpoint, G on its device, the checkpoint's
-    configuration, the mask file's hole. Exits with one line for what cannot work."""
+    configuration (a Namespace, as the tasks take it), what the task read for it. Exits with one line for
+    what cannot work."""
     try:
         G, cfg = tasks.load_generator(args.checkpoint)  # the generator alone, memory-mapped
     except ValueError as e:
         raise SystemExit(f"error: cannot read checkpoint {e}")
     device = utils.pick_device(args.device)
-    run = SimpleNamespace(**{**vars(args), "cfg": cfg, "task": tasks.TASKS[cfg["task"]], "device": device,
-                             "mask_image": None, "G": G})
+    run = SimpleNamespace(**{**vars(args), "cfg": argparse.Namespace(**cfg), "task": tasks.TASKS[cfg["task"]],
+                             "device": device, "G": G})
     run.size = args.size or cfg["image_size"]
     run.norm_stats = cfg.get("norm_stats", "running") if args.norm_stats == "auto" else args.norm_stats
     run.test_dropout = args.test_dropout or cfg.get("test_dropout", "off")
@@ -323,113 +368,35 @@ def load(args):
     return run
 
 
-def cpu_count():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def default_workers(device):
-    """One worker per CPU core beside a CPU network; none beside a GPU, which one process keeps busy (each
-    worker would hold its own CUDA context and copy of the network)."""
-    return cpu_count() if device.type == "cpu" else 0
-
-
-worker_run = None  # the run of this process when it is a worker: its parent's when forked
-
-
-def start_worker(args, threads):
-    """A forked worker keeps its parent's run, whose weights it shares; a spawned one loads its own. On
-    SIGTERM or Ctrl-C it unwinds, so that the output it was writing leaves no temporary file, and exits
-    quietly (the main process says what was done): a KeyboardInterrupt would print a traceback from a
-    worker waiting for work."""
-    global worker_run
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: sys.exit(1))
-    torch.set_num_threads(threads)
-    worker_run = worker_run or load(args)
-
-
-def process_in_worker(jobs):
-    return process(jobs, worker_run)
-
-
-@contextlib.contextmanager
-def worker_pool(run, args, workers, threads):
-    """`workers` processes of `threads` threads each. Whole images go to each, network included: the
-    stages of one image never wait for each other across processes, and the network at 1 thread per
-    core uses the cores better than at 2 threads beside busy decoders."""
-    global worker_run
-    # fork is fast and shares this process's run, weights included, but a forked child hangs in GNU
-    # OpenMP on more than one thread once its parent has used OpenMP, and cannot use CUDA once its
-    # parent has: then the workers start afresh and load their own.
-    method = "fork" if threads == 1 and run.device.type == "cpu" else "spawn"
-    worker_run = run
-    pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context(method), start_worker, (args, threads))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        worker_run = None
-
-
-def records_of(chunks, run, args, workers):
-    """Each chunk's records, from `workers` processes (from this one for 0). A worker killed by the system
-    (out of memory) takes its chunk down, but no other: the images it held are done again one at a time
-    by a lone worker, and only an image that kills that one too fails."""
-    if not workers:
-        yield from (process(chunk, run) for chunk in chunks)
-        return
-    threads, queue, suspects = max(1, cpu_count() // workers), collections.deque(chunks), []
-    while queue:
-        with worker_pool(run, args, workers, threads) as pool:
-            running = {}
-            while (queue or running) and not suspects:
-                while queue and len(running) < workers:  # a few in flight: a broken pool loses only those
-                    chunk = queue.popleft()
-                    running[pool.submit(process_in_worker, chunk)] = chunk
-                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in done:
-                    chunk = running.pop(future)
-                    try:
-                        yield future.result()
-                    except BrokenProcessPool:
-                        suspects += chunk
-            suspects += [job for chunk in running.values() for job in chunk]
-        while suspects:
-            with worker_pool(run, args, 1, threads) as pool:
-                while suspects:
-                    job = suspects.pop(0)
-                    try:
-                        yield pool.submit(process_in_worker, [job]).result()
-                    except BrokenProcessPool:
-                        yield [{"src": job["src"], "error": KILLED}]
-                        break
-
-
 # ----------------------------------------------------------------------------------------------------
 
 
 def main(args):
     run = load(args)
-    jobs = plan_jobs(args.input, args.output, args.save_comparison, args.reference)
+    jobs, failed = plan_jobs(args.input, args.output, args.save_comparison, args.reference)
+    sides = add_side_files(jobs, run)
+    remove_stale_temporaries(jobs, args.output)
     todo, done, records = sort_jobs(jobs, run, args)
     old_scores = previous_scores(args) if args.reference and not args.overwrite else {}
     rescored = [dict(job, score=True) for job in done if args.reference and job["image"] not in old_scores]
     utils.write_json(Path(args.output) / RECORD, {**records, run.tag: run.record})
     work = todo + rescored
-    workers = min(default_workers(run.device) if args.workers is None else args.workers, len(work))
-    if workers == 1:  # a lone worker would only keep this process waiting: this process does the work
-        workers = 0
-    print(f"{run.cfg['task']}: {len(jobs)} images in {args.input}, {len(done)} already done, {len(todo)} to do"
-          + (f", {len(rescored)} to score" if rescored else "") + f" -> {args.output} ({run.device}, "
-          f"{run.task.network_input_shape(run)}, {run.precision}: {run.precision_why}, {workers} worker processes)")
+    worker_count = min(workers.default_workers(run.device) if args.workers is None else args.workers, len(work))
+    if worker_count == 1:  # a lone worker would only keep this process waiting: this process does the work
+        worker_count = 0
+    print(f"{run.cfg.task}: {len(jobs) + len(failed)} images in {args.input}, {len(done)} already done, "
+          f"{len(todo)} to do" + (f", {len(rescored)} to score" if rescored else "")
+          + (f", {len(failed)} with names too long" if failed else "") + "".join(f", {n} with {what}" for what, n in
+          sides.items()) + f" -> {args.output} ({run.device}, "
+          f"{run.task.network_input_shape(run)}, {run.precision}: {run.precision_why}, {worker_count} worker processes)")
     # Chunks of a batch at most, and as many as the workers at least: 12 images on 2 workers are 6 + 6.
-    chunk = max(1, min(args.batch_size, math.ceil(len(work) / max(1, workers))))
+    chunk = max(1, min(args.batch_size, math.ceil(len(work) / max(1, worker_count))))
     chunks = [work[i:i + chunk] for i in range(0, len(work), chunk)]
-    failed, scores, written = [], [], 0
+    scores, written = [], 0
     stop_on_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop: as Ctrl-C
     try:
         with tqdm(total=len(work), unit="img", dynamic_ncols=True) as bar:
-            for records_ in records_of(chunks, run, args, workers):
+            for records_ in workers.map_chunks(process, chunks, run, worker_count, load, args):
                 for record in records_:
                     if "how" in record:
                         tqdm.write(f"{utils.shown(record['src'])}: {record['how']}")
@@ -481,9 +448,9 @@ def score_pair(task, output_rgb, reference_rgb, hole=None):
 def find_reference(reference_dir, rel):
     """The reference image for the input `rel` (a.jpg): reference_dir/a.<any image extension>. Stats a
     few names instead of listing the folder, which would be quadratic in a folder of 100k images."""
-    for ext in sorted(utils.IMAGE_EXTENSIONS):
+    for ext in sorted(images.IMAGE_EXTENSIONS):
         for name in (rel.stem + ext, rel.stem + ext.upper()):
-            if (reference_dir / rel.parent / name).is_file():
+            if os.path.isfile(reference_dir / rel.parent / name):  # os.path's: False for a name too long
                 return reference_dir / rel.parent / name
     return None
 
@@ -496,9 +463,9 @@ def score_output(item, out, hole, run):
     if reference is None:
         return {"image": image, "error": f"no {utils.shown(item['rel'].stem)}.* in {Path(run.reference) / item['rel'].parent}"}
     try:
-        true = utils.load_image(reference)
-        pages.save_thumbnail(true, pages.thumbnail_path(run.output, image, "reference"))
-        return {"image": image, **score_pair(run.cfg["task"], out, np.array(true), hole)}
+        true = images.load_image(reference)
+        pages.save_thumbnail(true, pages.thumbnail_path(run.output, item["name"], "reference"))
+        return {"image": image, **score_pair(run.cfg.task, out, np.array(true), hole)}
     except Exception as e:  # a broken reference file raises whatever PIL raises
         return {"image": image, "error": f"{utils.shown(reference)}: {utils.one_line(e)}"}
 
@@ -506,10 +473,10 @@ def score_output(item, out, hole, run):
 def write_page(jobs, rows, run, args):
     """OUTPUT/index.html over every output of the folder, with its scores if it has some."""
     scores = {row["image"]: row for row in rows if "error" not in row}
-    entries = [dict(image=job["image"], src=job["src"], scores=scores.get(job["image"]),
+    entries = [dict(image=job["image"], name=job["name"], src=job["src"], scores=scores.get(job["image"]),
                     reference=find_reference(Path(args.reference), job["rel"]) if job["image"] in scores else None)
-               for job in jobs if job["dst"].exists()]
-    pages.outputs_page(args.output, entries, run.task.score, f"{run.cfg['task']}: {args.input} -> {args.output}")
+               for job in jobs if os.path.exists(job["dst"])]
+    pages.outputs_page(args.output, entries, run.task.score, f"{run.cfg.task}: {args.input} -> {args.output}")
 
 
 def previous_scores(args):

@@ -1,7 +1,7 @@
 """Inpainting of faces whose center was blanked: the Context Encoder (Pathak et al. 2016, "Context
 Encoders: Feature Learning by Inpainting", arXiv 1604.07379), or the Pix2Pix U-Net with the hole as a
-4th input channel (--netG unet). Everything that makes this task what it is lives here; train.py,
-generate.py and the benchmark only ask TASK.
+4th input channel (--netG unet). Everything that makes this task what it is lives here: TASK keeps the
+contract of taskbase.Task, which is all that train.py, generate.py and the benchmarks ask of it.
 
 G sees the image with its hole filled (white by default) and predicts the hole's square patch (the
 Context Encoder, half the image side) or the whole image (the U-Net); only the hole is ever taken from
@@ -11,15 +11,18 @@ Sections: holes and masks (torch, batched), the training transform, full resolut
 white square found in a photo, the square window around it at the network size, the prediction pasted
 inside the hole only), the task itself.
 """
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import demo
+import images
 import utils
+from taskbase import XY, Task
 
 # ----------------------------------------------------------------------------------------------------
 # Holes. The network predicts a square `patch` (half the image side); with an overlap o the hole
@@ -102,14 +105,14 @@ class InpaintTransform:
 
     def __call__(self, img, rng):
         s, p = self.image_size, self.patch
-        img = utils.center_square(img, s)
+        img = images.center_square(img, s)
         if self.train and rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         if self.train and self.position == "random":
             box = (int(rng.integers(0, s - p + 1)), int(rng.integers(0, s - p + 1)))
         else:
             box = center_box(s, p)
-        return utils.pil_to_tensor(img), torch.tensor(box)  # (3, S, S) uint8, (2,) top-left of the patch
+        return images.pil_to_tensor(img), torch.tensor(box)  # (3, S, S) uint8, (2,) top-left of the patch
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -170,7 +173,7 @@ def find_white_square(darkest):
 
 def darkest_channel(page):
     """(H, W) uint8: each pixel's darkest channel (a white square is white in all three), band by band."""
-    return np.concatenate([band.min(axis=2) if band.ndim == 3 else band for _, band in utils.bands(page)])
+    return np.concatenate([band.min(axis=2) if band.ndim == 3 else band for _, band in images.bands(page)])
 
 
 def center_hole(H, W, hole_fraction):
@@ -235,7 +238,7 @@ def context_pixels(page, box, inside, context, size):
     hx0, hy0 = math.floor(x0), math.floor(y0)
     hole = np.multiply(hole_window(box, inside, hx0, hy0, math.ceil(x1), math.ceil(y1)), 255, dtype=np.uint8)
     small_hole = Image.fromarray(hole).resize((size, size), Image.BOX, box=(x0 - hx0, y0 - hy0, x1 - hx0, y1 - hy0))
-    return utils.pil_to_tensor(utils.to_rgb(small)), torch.from_numpy(np.asarray(small_hole) >= HALF_LEVEL)
+    return images.pil_to_tensor(images.to_rgb(small)), torch.from_numpy(np.asarray(small_hole) >= HALF_LEVEL)
 
 
 def edge_window(page, context, pad, size):
@@ -246,7 +249,7 @@ def edge_window(page, context, pad, size):
     reach = BICUBIC_REACH * max(1, (x1 - x0) / size)
     wx0, wy0 = max(-pad, math.floor(x0 - reach)), max(-pad, math.floor(y0 - reach))
     wx1, wy1 = min(W + pad, math.ceil(x1 + reach)), min(H + pad, math.ceil(y1 + reach))
-    inner = utils.as_rgb(np.asarray(page.crop((max(wx0, 0), max(wy0, 0), min(wx1, W), min(wy1, H)))))
+    inner = images.as_rgb(np.asarray(page.crop((max(wx0, 0), max(wy0, 0), min(wx1, W), min(wy1, H)))))
     window = np.pad(inner, ((max(0, -wy0), max(0, wy1 - H)), (max(0, -wx0), max(0, wx1 - W)), (0, 0)), mode="edge")
     return Image.fromarray(window), (wx0, wy0)
 
@@ -254,87 +257,113 @@ def edge_window(page, context, pad, size):
 # ----------------------------------------------------------------------------------------------------
 # The task
 
+MASK_MODES = ("auto", "center")  # generate.py --mask, if not a mask file
+DEMO_HOLE_FRACTION = 1 / 2  # demo.py's white square: the center half of the side, as the Context Encoder's patch
 
-class Inpaint:
+
+@dataclasses.dataclass
+class Masked(XY):
+    """XY of faces: also each patch's top-left corner (B, 2), on the CPU, and the real image (B, 3, S, S),
+    which putting the prediction back and showing it need."""
+    boxes: torch.Tensor
+    real: torch.Tensor
+
+
+class Inpaint(Task):
     """Face with a blanked center -> the center: x = masked image (+ the hole as a 4th channel for the
     U-Net), y = the patch (Context Encoder) or the whole image (U-Net)."""
 
-    name, dataset, draw = "inpaint", "celeba", staticmethod(demo.draw_face)  # raw --data layout; demo data
-    generate_flags = ("mask",)  # generate.py's flags that change this task's outputs
+    name, title, dataset, demo_name = "inpaint", "inpaint (Context Encoder)", "celeba", "face"
     # Pathak et al. 2016 and their train.lua: 128x128 images, a 64x64 center patch, 4000-channel
     # bottleneck, loss 0.999 L2 + 0.001 adversarial, Adam 2e-4 (beta1 0.5), batch 64, 25 epochs.
     # No average of G's weights: with BatchNorm's running statistics it scored below G (docs/ema.md).
+    # overlapPred 4: the predicted patch reaches 4 px under the context, its loss weighted 10x there.
     paper = dict(netG="context-encoder", image_size=128, load_size=128, batch_size=64, epochs=25, epochs_decay=0,
-                 ngf=64, ndf=64, bottleneck=4000, rec_loss="l2", lambda_rec=0.999, val_images=500, ema=0.0)
-    large_set, large_set_images = {}, None
+                 ngf=64, ndf=64, bottleneck=4000, rec_loss="l2", lambda_rec=0.999, val_images=500, ema=0.0,
+                 overlap=4, precision="fp32")
+    # Where the defaults differ (docs/defaults.md): the hole is the patch, no overlap; bf16 where the
+    # machine runs it natively (utils.resolve_precision).
+    departures = dict(overlap=0, precision="auto")
     # The procedural demo, sized to finish in minutes on a 2-core CPU (see README).
-    demo_preset = dict(paper, image_size=64, load_size=64, batch_size=32, epochs=10, epochs_decay=5, ngf=32,
+    demo_preset = dict(paper, **departures, image_size=64, load_size=64, batch_size=32, epochs=10, epochs_decay=5, ngf=32,
                        ndf=32, bottleneck=1000, val_images=128, demo_images=3200)
     score, baseline = "hole_psnr", "baseline_mean_hole_psnr"
     G_LR_RATIO = 10.0  # train.lua: G's lr is 10x D's whenever 0 < lambda_rec < 1
     LAMBDA_ADV = 0.001  # the paper's adversarial weight, 1 - 0.999, when --lambda-rec is no such mix
     RING = 2  # px around the hole whose mean colour fills the border-mean baseline
 
-    # --- the networks and the objective
+    # --- flags and presets
 
-    def channels(self, netG):
-        """(channels of x, channels of y): RGB in (and the hole, for the U-Net), RGB out."""
-        return (3, 3) if netG == "context-encoder" else (4, 3)
+    def train_flags(self):
+        return {
+            "--fill": dict(choices=["white", "mean", "zero"], default="white", help="colour of the hole"),
+            "--hole-position": dict(choices=["center", "random"], default="center",
+                                    help="where the hole is in training images"),
+            "--bottleneck": dict(type=utils.POSITIVE_INT, help=f"Context Encoder bottleneck channels "
+                                 f"(default: {self.preset_help('bottleneck')})"),
+            "--overlap": dict(type=utils.NATURAL, help=f"px of the predicted patch left visible around the hole, "
+                              f"weighted {OVERLAP_WEIGHT:g}x in the loss (default: {self.preset_help('overlap')})"),
+        }
+
+    def train_notes(self):
+        return (f"With --task {self.name}. As in the Context Encoder's code, while 0 < --lambda-rec < 1 the "
+                f"adversarial\nweight is 1 - lambda_rec and G's lr is {self.G_LR_RATIO:g}x D's. --netD is context "
+                f"with the Context Encoder, patch\nwith --netG unet.")
+
+    def generate_flags(self):
+        return {"--mask": dict(default="auto", help="'auto' (a white square near the center is the hole, else the "
+                               "center is blanked), 'center', or a mask image (white = hole)")}
+
+    def generate_settings(self, args):
+        """--mask as given, or the mask file's whole path."""
+        settings = super().generate_settings(args)
+        if settings["mask"] not in MASK_MODES:
+            settings["mask"] = utils.shown(Path(settings["mask"]).resolve())
+        return settings
 
     def defaults(self, cfg):
-        """Settings that follow from others: the Context Encoder's D judges the patch and the PatchGAN
-        the pair; the patch is half the image side; the adversarial weight (1 - w) * adv + w * rec and
-        the original code's 10x generator lr that goes with that mix; BatchNorm at test time as in
-        training."""
-        mixed = 0 < cfg["lambda_rec"] < 1
-        context_encoder = cfg["netG"] == "context-encoder"
-        per_image = cfg["batch_size"] == 1 and not context_encoder  # its 1x1 bottleneck has no image statistics
-        return dict(netD="context" if context_encoder else "patch", patch=cfg["image_size"] // 2,
-                    lambda_adv=1 - cfg["lambda_rec"] if mixed else self.LAMBDA_ADV,
+        """The Context Encoder's D judges the patch and the PatchGAN the pair; the patch is half the image
+        side; the adversarial weight (1 - w) * adv + w * rec and the original code's 10x generator lr that
+        goes with that mix; BatchNorm at test time as in training."""
+        mixed = 0 < cfg.lambda_rec < 1
+        context_encoder = cfg.netG == "context-encoder"
+        per_image = cfg.batch_size == 1 and not context_encoder  # its 1x1 bottleneck has no image statistics
+        return dict(netD="context" if context_encoder else "patch", patch=cfg.image_size // 2,
+                    lambda_adv=1 - cfg.lambda_rec if mixed else self.LAMBDA_ADV,
                     lr_g_mult=self.G_LR_RATIO if mixed and context_encoder else 1.0,
                     norm_stats="image" if per_image else "running")
 
     def problems(self, cfg):
         problems = []
-        if cfg["netG"] == "context-encoder" and cfg["netD"] == "patch":
+        if cfg.netG == "context-encoder" and cfg.netD == "patch":
             problems.append("the Context Encoder predicts a patch: use --netD context with it")
-        if cfg["netG"] == "unet" and cfg["netD"] == "context":
+        if cfg.netG == "unet" and cfg.netD == "context":
             problems.append("--netD context judges the Context Encoder's patch alone, not a whole image: use "
                             "--netD patch with --netG unet")
-        if not 0 <= 2 * cfg["overlap"] < cfg["patch"]:
-            problems.append(f"--overlap {cfg['overlap']} leaves no hole in a {cfg['patch']} px patch")
-        if cfg["netG"] == "context-encoder" and cfg["norm"] == "instance":
+        if not 0 <= 2 * cfg.overlap < cfg.patch:
+            problems.append(f"--overlap {cfg.overlap} leaves no hole in a {cfg.patch} px patch")
+        if cfg.netG == "context-encoder" and cfg.norm == "instance":
             problems.append("the Context Encoder's 1x1 bottleneck has no spatial statistics for --norm instance: "
                             "use --norm batch, or --netG unet")
-        elif cfg["batch_size"] < self.smallest_batch(cfg):
+        elif cfg.batch_size < self.smallest_batch(cfg):
             problems.append("the Context Encoder's 1x1 BatchNorm bottleneck needs --batch-size 2 or more")
-        if cfg.get("norm_stats") not in self.norm_stats_modes(cfg):
+        if cfg.norm_stats not in self.norm_stats_modes(cfg):
             problems.append("the Context Encoder's 1x1 bottleneck has no per-image statistics: use --norm-stats running")
         return problems
 
     def smallest_batch(self, cfg):
         """BatchNorm of a 1x1 map needs two images to have any statistics."""
-        return 2 if cfg["netG"] == "context-encoder" and cfg["norm"] == "batch" else 1
+        return 2 if cfg.netG == "context-encoder" and cfg.norm == "batch" else 1
 
     def norm_stats_modes(self, cfg):
-        """The test-time BatchNorm modes G can run in (model.test_time)."""
-        return ("running",) if cfg["netG"] == "context-encoder" else ("image", "running")
+        """The Context Encoder's 1x1 bottleneck has no per-image statistics."""
+        return ("running",) if cfg.netG == "context-encoder" else ("image", "running")
 
-    # --- the data
+    # --- the networks
 
-    def transforms(self, cfg):
-        return (InpaintTransform(cfg.image_size, cfg.patch, train=True, position=cfg.hole_position),
-                InpaintTransform(cfg.image_size, cfg.patch, train=False))
-
-    def demo_set(self, cfg, count, first_id, transform):
-        return demo.DemoDataset(self.draw, cfg.image_size, count, first_id, transform)
-
-    def prepare(self, batch, cfg, device):
-        """A batch of uint8 RGB images and patch boxes -> (x, y, weight, extra) on the device; extra is
-        what putting the prediction back needs: (boxes, hole mask, real image)."""
-        images, boxes = batch[0].to(device, non_blocking=True), batch[1]  # boxes stay on the CPU: no GPU sync
-        x, y, weight, hole, real = inpaint_pair(images, boxes, cfg.patch, cfg.overlap, cfg.fill, cfg.netG)
-        return x, y, weight, (boxes, hole, real)
+    def channels(self, netG):
+        """RGB in (and the hole, for the U-Net), RGB out."""
+        return (3, 3) if netG == "context-encoder" else (4, 3)
 
     def d_input(self, x, image, cfg):
         """The Context Encoder's D judges the patch alone; the PatchGAN judges (masked image, image)
@@ -344,19 +373,44 @@ class Inpaint:
         hole = x[:, 3:]
         return torch.cat([x, x[:, :3] * (1 - hole) + image * hole], dim=1)
 
+    # --- the data
+
+    def transforms(self, cfg):
+        return (InpaintTransform(cfg.image_size, cfg.patch, train=True, position=cfg.hole_position),
+                InpaintTransform(cfg.image_size, cfg.patch, train=False))
+
+    def draw(self, seed, size):
+        """A face."""
+        import demo  # here, not at the top: generate.py imports this file, and never needs the demo
+        return demo.draw_face(seed, size)
+
+    def demo_side(self, cfg):
+        return cfg.image_size
+
+    def demo_input(self, drawing):
+        """The face with its center covered by a white square, which generate.py finds (--mask auto)."""
+        top, left, h, w = center_hole(drawing.height, drawing.width, DEMO_HOLE_FRACTION)
+        masked = drawing.copy()
+        masked.paste((255, 255, 255), (left, top, left + w, top + h))
+        return masked
+
+    def batch_to_xy(self, batch, cfg, device):
+        """uint8 RGB images and patch boxes -> Masked."""
+        rgb, boxes = batch[0].to(device, non_blocking=True), batch[1]  # boxes stay on the CPU: no GPU sync
+        x, y, weight, hole, real = inpaint_pair(rgb, boxes, cfg.patch, cfg.overlap, cfg.fill, cfg.netG)
+        return Masked(x, y, weight=weight, hole=hole, boxes=boxes, real=real)
+
     # --- what is shown and scored
 
-    def pictures(self, x, fake, y, extra, cfg):
-        """(input, output, target) as RGB in [0, 1]: masked, repaired (prediction inside the hole only), real."""
-        boxes, hole, real = extra
-        repaired = inpaint_output(x, fake, boxes, hole, cfg.netG)
-        return (x[:, :3] + 1) / 2, (repaired + 1) / 2, (real + 1) / 2
+    def pictures(self, xy, fake, cfg):
+        """Masked, repaired (prediction inside the hole only), real."""
+        repaired = inpaint_output(xy.x, fake, xy.boxes, xy.hole, cfg.netG)
+        return (xy.x[:, :3] + 1) / 2, (repaired + 1) / 2, (xy.real + 1) / 2
 
-    def scores(self, inp, out, target, extra):
-        """Per-image scores inside the hole (the Context Encoder paper's mean L1, mean L2 and PSNR, on
-        images in [0, 1]) and on the whole image, for the output and two fills that need no network: white,
-        and the mean colour of a ring of RING px around it (as an 8-bit colour)."""
-        hole = extra[1]  # (B, 1, H, W), 1 where G's prediction was pasted
+    def scores(self, inp, out, target, hole=None):
+        """Scores inside the hole (the Context Encoder paper's mean L1, mean L2 and PSNR, on images in
+        [0, 1]) and on the whole image, for the output and two fills that need no network: white, and the
+        mean colour of a ring of RING px around it (as an 8-bit colour)."""
         ring = F.max_pool2d(hole, 2 * self.RING + 1, stride=1, padding=self.RING) - hole
         # On the 8-bit scale, in integers: a mean of exactly .5 rounds up, as it would in any other program.
         ring_sum = (torch.round(target * 255) * ring).sum((2, 3), keepdim=True)
@@ -373,47 +427,42 @@ class Inpaint:
         return scores
 
     def score_image(self, out, reference, hole):
-        """generate.py --reference: one full-size output against its reference, (1, 3, H, W) in [0, 1],
-        with the (H, W) bool hole that generate.py filled."""
+        """Scored inside the hole that generate.py filled."""
         if hole is None or hole.shape != tuple(out.shape[-2:]) or not hole.any():
             raise ValueError("inpaint scores need the output's hole")
-        return self.scores(None, out, reference, (None, torch.as_tensor(hole, dtype=out.dtype)[None, None], None))
+        return self.scores(None, out, reference, torch.as_tensor(hole, dtype=out.dtype)[None, None])
 
     # --- generate.py: any photo at full resolution
 
     def setup_generation(self, run):
-        """Check generate.py's settings against this checkpoint and read the --mask file; exits with one line."""
-        cfg = run.cfg
-        if cfg["netG"] == "context-encoder" and run.size != cfg["image_size"]:
-            raise SystemExit(f"error: the Context Encoder only works at its training size {cfg['image_size']}")
+        """The Context Encoder at its training size only, and the --mask file read (run.mask_image)."""
+        cfg, run.mask_image = run.cfg, None
+        if cfg.netG == "context-encoder" and run.size != cfg.image_size:
+            raise SystemExit(f"error: the Context Encoder only works at its training size {cfg.image_size}")
         if run.norm_stats not in self.norm_stats_modes(cfg):
             raise SystemExit("error: --norm-stats image is not for the Context Encoder: its 1x1 bottleneck has no "
                              "per-image statistics")
         multiple = 2 ** len(getattr(run.G, "downs", []))
         if run.size % multiple or run.size < multiple:  # a square context, not padded
             raise SystemExit(f"error: --size {run.size} must be a multiple of {multiple} for this U-Net")
-        if run.mask not in ("auto", "center"):
+        if run.mask not in MASK_MODES:
             try:
-                run.mask_image = np.asarray(utils.load_image(run.mask).convert("L")) >= HALF_LEVEL
+                run.mask_image = np.asarray(images.load_image(run.mask).convert("L")) >= HALF_LEVEL
             except Exception as e:  # whatever PIL raises for a bad file
                 raise SystemExit(f"error: cannot read --mask {run.mask}: {utils.one_line(e)}")
 
-    def network_input_shape(self, run):
-        return f"{run.size}x{run.size}"
-
-    def prepare_image(self, src, run):
-        """An image file -> the network input x (the context square with the hole filled; and the hole,
-        for the U-Net), the hole at the network size, the hole's box in the image and the context square's
-        place."""
+    def image_to_input(self, src, run):
+        """x (the context square with the hole filled; and the hole, for the U-Net), the hole at the
+        network size, the hole's box in the image and the context square's place."""
         cfg = run.cfg
-        page = utils.read_page(src, run.max_pixels)
-        net_hole = cfg["patch"] - 2 * cfg["overlap"]
-        box, how = find_hole(page, run.mask, run.mask_image, net_hole / cfg["image_size"])
-        context = context_box(box, run.size, net_hole * run.size // cfg["image_size"])
+        page = images.read_page(src, run.max_pixels)
+        net_hole = cfg.patch - 2 * cfg.overlap
+        box, how = find_hole(page, run.mask, run.mask_image, net_hole / cfg.image_size)
+        context = context_box(box, run.size, net_hole * run.size // cfg.image_size)
         small, small_hole = context_pixels(page, box, hole_inside(box, run.mask_image), context, run.size)
         hole = small_hole[None].float()  # (1, s, s)
-        masked = fill_hole(small[None].float() / 127.5 - 1, hole[None], cfg["fill"])[0]
-        x = masked if cfg["netG"] == "context-encoder" else torch.cat([masked, hole])
+        masked = fill_hole(small[None].float() / 127.5 - 1, hole[None], cfg.fill)[0]
+        x = masked if cfg.netG == "context-encoder" else torch.cat([masked, hole])
         return dict(x=x, hole=hole, box=box, context=context, how=how)
 
     def finish_image(self, item, fake, page, run):
@@ -421,14 +470,14 @@ class Inpaint:
         at the hole's pixels and pasted there only."""
         s = item["x"].shape[-1]
         boxes = torch.tensor([center_box(s, s // 2)])
-        repaired = inpaint_output(item["x"][None], fake[None], boxes, item["hole"][None], run.cfg["netG"])
+        repaired = inpaint_output(item["x"][None], fake[None], boxes, item["hole"][None], run.cfg.netG)
         top, left, h, w = item["box"]
         inside = hole_inside(item["box"], run.mask_image)
         x0, y0, x1, y1 = item["context"]
         # grid_sample coordinates in [-1, 1] of the network image, for each pixel center of the hole's box.
         gx = (torch.arange(left, left + w) + 0.5 - x0) / (x1 - x0) * 2 - 1
-        for r0, band in utils.bands(page):
-            out = utils.as_rgb(band).copy()
+        for r0, band in images.bands(page):
+            out = images.as_rgb(band).copy()
             first, last = max(r0, top), min(r0 + len(band), top + h)  # the band's rows of the hole's box
             if first < last:
                 gy = (torch.arange(first, last) + 0.5 - y0) / (y1 - y0) * 2 - 1
@@ -440,7 +489,7 @@ class Inpaint:
             yield band, out
 
     def output_hole(self, item, size, run):
-        """What --reference scores inside: the (H, W) bool hole that was filled."""
+        """The hole that was filled."""
         return hole_window(item["box"], hole_inside(item["box"], run.mask_image), 0, 0, *size)
 
 

@@ -71,6 +71,27 @@ class Down(nn.Sequential):
             layers.append(norm_layer(norm, out_ch))
         super().__init__(*layers)
 
+    def forward(self, x):
+        if not bf16_conv_fails(x):
+            return super().forward(x)
+        for layer in self:  # the LeakyReLU still acts in place on x, which is also U-Net's skip
+            if isinstance(layer, nn.Conv2d):
+                with torch.autocast("cpu", enabled=False):
+                    x = layer(x.float())
+            else:
+                x = layer(x)
+        return x
+
+
+def bf16_conv_fails(x):
+    """Whether oneDNN's bf16 convolution on a CPU returns wrong values (NaN, or far beyond rounding) for x:
+    a map whose short side is 2 or 3 px and whose other side is longer, as the innermost blocks of the
+    U-Net see on a tall panel at --aspect keep (torch 2.14 on CPUs with AMX). Such blocks, a few pixels
+    each, run in fp32. Square maps, as in training, are computed right and keep bf16."""
+    height, width = x.shape[-2:]
+    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and height != width and min(height, width) < KERNEL)
+
 
 class Up(nn.Sequential):
     """U-Net decoder block: ReLU - ConvTranspose 4x4/2 - Norm - [Dropout 0.5]; the outermost ends in Tanh."""
@@ -214,7 +235,10 @@ def _per_image_norm(bn, x):
     # What BatchNorm computes in training mode on a batch of one image, for every image of the batch
     # separately (instance normalization with the BatchNorm's scale and shift). Spelled out rather than
     # F.instance_norm, whose reductions round differently with the batch size: an image's output must
-    # be bit-identical whatever else shares its batch.
+    # be bit-identical whatever else shares its batch. In fp32 whatever the autocast: bf16 kernels round
+    # differently in their vectorized body and in its scalar tail (rsqrt by one bf16 step), and which
+    # of the two an image's channels reach in the (B, C, 1, 1) statistics depends on the batch size.
+    x = x.float()
     var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
     scale = torch.rsqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1)
     return (x - mean) * scale + bn.bias.view(1, -1, 1, 1)

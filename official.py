@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+import colorize
 import model
 import utils
 
 FIRST_KEY = "model.model.0.weight"  # the outermost down conv, (ngf, input_nc, 4, 4)
 LAST_KEY = "model.model.3.weight"  # the outermost up conv, (2 ngf, output_nc, 4, 4)
 PLAIN_BLOCKS = 5  # official U-Net blocks without dropout: outermost, three widening, innermost
-TASK = "colorize"  # the official colorization mode is this repo's colorize task (colorize.py)
 
 
 def is_official(state_dict):
@@ -117,7 +117,7 @@ def load(state_dict, opts):
                          f"{arch['input_nc']} -> {arch['output_nc']} channels")
     no_dropout = str(opts.get("no_dropout", False)) == "True"
     batch_1 = str(opts.get("batch_size", 1)) == "1"  # the official default
-    cfg = dict(task=TASK, netG="unet", image_size=2**depth, ngf=arch["ngf"], norm=arch["norm"],
+    cfg = dict(task=colorize.TASK.name, netG="unet", image_size=2**depth, ngf=arch["ngf"], norm=arch["norm"],
                bottleneck=0, source="official", official_netG=arch["netG"], no_dropout=no_dropout,
                norm_stats="image" if batch_1 else "running", test_dropout="off")  # as train.py decides them
     with torch.device("meta"):  # no time spent on a random init that the weights overwrite

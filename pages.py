@@ -2,6 +2,7 @@
 (generate.py). Each is one self-contained HTML file that opens from disk in any browser: no server,
 nothing fetched from the network, every picture a file beside it, linked by a relative path.
 """
+import hashlib
 import html
 import json
 import os
@@ -11,6 +12,7 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
+import images
 import utils
 
 STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}
@@ -55,7 +57,7 @@ def write_page(path, title, body):
 
 def run_page(out, cfg, rows, status, test_scores=None):
     """OUT/index.html: the status, the curves, the newest sample grid and the earlier ones newest first,
-    the metrics table (newest first), the test scores at the end, the configuration."""
+    the metrics table (newest first), the test scores at the end, the configuration (cfg, the run's Namespace)."""
     out = Path(out)
     body = [f"<p>{html.escape(status)}</p>"]
     if test_scores:
@@ -71,8 +73,8 @@ def run_page(out, cfg, rows, status, test_scores=None):
     if rows:
         body.append('<h2>Metrics (<a href="metrics.csv">metrics.csv</a>), newest first</h2>' + table(rows[::-1]))
     body.append('<h2>Configuration (<a href="config.json">config.json</a>)</h2>'
-                + table([{"setting": k, "value": json.dumps(v)} for k, v in cfg.items()]))
-    write_page(out / "index.html", f"{cfg['task']} run {out.name}", "".join(body))
+                + table([{"setting": k, "value": json.dumps(v)} for k, v in vars(cfg).items()]))
+    write_page(out / "index.html", f"{cfg.task} run {out.name}", "".join(body))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -93,7 +95,7 @@ class Thumbnail:
         self.k, self.rows, self.pending = reduction(width, height), [], None
 
     def add(self, band):
-        band = utils.as_rgb(band)
+        band = images.as_rgb(band)
         if self.pending is not None and len(self.pending):  # rows left over from the band before
             band = np.concatenate([self.pending, band])
         whole = len(band) // self.k * self.k
@@ -121,16 +123,23 @@ def save_jpeg(img, path):
     utils.write_atomic(path, lambda f: img.save(f, "JPEG", quality=THUMB_QUALITY))
 
 
-def thumbnail_path(output_dir, image, kind):
-    """Where generate.py keeps the thumbnail of an output (kind: input, output or reference). The folder
-    is hidden: no input folder can meet it, since the folder walk skips hidden folders."""
-    return Path(output_dir) / ".thumbnails" / f"{image}.{kind}.jpg"
+def thumbnail_path(output_dir, name, kind):
+    """Where generate.py keeps the thumbnail of the output `name` (its path in the output folder; kind:
+    input, output or reference). The folder is hidden: no input folder can meet it, since the folder walk
+    skips hidden folders. A name too long to take the kind after it keeps its start and a hash of the whole."""
+    name, ending = Path(name), f".{kind}.jpg"
+    thumb = name.name + ending
+    if len(os.fsencode(thumb)) > utils.NAME_MAX:
+        digest = "-" + hashlib.sha256(os.fsencode(name.name)).hexdigest()[:16]
+        thumb = utils.fit_name(name.name, utils.NAME_MAX - len(digest) - len(ending)) + digest + ending
+    return Path(output_dir) / ".thumbnails" / name.parent / thumb
 
 
 def outputs_page(output_dir, entries, score, title):
     """OUTPUT/index.html: each input beside its output (and its reference, with its scores), as
     thumbnails linked to the full-size files; the worst `score` first when there are scores. entries:
-    dicts of image (the output's path in OUTPUT), src (the input) and scores (or None)."""
+    dicts of image (the output's path in OUTPUT as text), name (that path itself), src (the input) and
+    scores (or None). Links are the files' own bytes, percent-encoded, whatever their names' encoding."""
     output_dir = Path(output_dir)
     scored = [e for e in entries if e.get("scores")]
     entries = sorted(scored, key=lambda e: e["scores"][score]) + sorted((e for e in entries if not e.get("scores")),
@@ -141,10 +150,10 @@ def outputs_page(output_dir, entries, score, title):
     rows = []
     for e in entries:
         cells = []
-        for kind, target in (("input", e["src"]), ("output", output_dir / e["image"]), ("reference", e.get("reference"))):
+        for kind, target in (("input", e["src"]), ("output", output_dir / e["name"]), ("reference", e.get("reference"))):
             if kind == "reference" and not scored:
                 continue
-            thumb = thumbnail_path(output_dir, e["image"], kind)
+            thumb = thumbnail_path(output_dir, e["name"], kind)
             picture = (f'<img src="{link(thumb, output_dir)}" alt="{kind}" loading="lazy">' if thumb.exists()
                        else html.escape(kind))
             cells.append(f'<td class="l"><a href="{link(target, output_dir)}">{picture}</a><br>'

@@ -1,8 +1,8 @@
 """The task table, and the generator of any checkpoint file.
 
-A task is one file (colorize.py, inpaint.py) holding everything that makes it what it is; train.py,
-generate.py and the benchmark ask its object and never branch on its name. Adding a third task means
-adding its file and one line in TASKS.
+A task is one file (colorize.py, inpaint.py) holding everything that makes it what it is, in an object
+that keeps the contract of taskbase.Task; train.py, generate.py and the benchmarks ask that object and
+never branch on its name. Adding a third task means adding its file and one line in TASKS.
 """
 from pathlib import Path
 
@@ -18,14 +18,25 @@ TASKS = {task.name: task for task in (colorize.TASK, inpaint.TASK)}
 GENERATOR_KEYS = ("task", "netG", "image_size", "ngf", "norm", "bottleneck")  # what builds G, in a checkpoint's config
 
 
-def build_generator(task, netG, image_size, ngf=64, norm="batch", bottleneck=4000):
-    """G of a task: its channels come from the task, its layers from model.py."""
-    in_ch, out_ch = TASKS[task].channels(netG)
+def default_help(key):
+    """A setting's default in each task's presets, for --help: 'colorize 1 (200k+ images 4, demo 4), inpaint
+    64 (demo 32)'."""
+    return ", ".join(f"{task.name} {shown}" for task in TASKS.values() if (shown := task.preset_help(key)))
+
+
+def build_generator(task, netG, image_size, ngf=64, norm="batch", bottleneck=4000, **options):
+    """G of a task: its channels come from the task (and its generator_options), its layers from model.py."""
+    in_ch, out_ch = TASKS[task].channels(netG, **options)
     return model.build_generator(netG, in_ch, out_ch, image_size, ngf, norm, bottleneck)
 
 
+def generator_for(cfg):
+    """G as a run's configuration (a dict) describes it."""
+    return build_generator(*(cfg[k] for k in GENERATOR_KEYS), **TASKS[cfg["task"]].generator_options(cfg))
+
+
 def build_discriminator(task, netG, netD, image_size, ndf=64, norm="batch"):
-    in_ch, out_ch = TASKS[task].channels(netG)
+    in_ch, out_ch = TASKS[task].channels(netG)  # D judges pairs of the plain x (Task.channels)
     return model.build_discriminator(netD, in_ch, out_ch, image_size, ndf, norm)
 
 
@@ -47,7 +58,7 @@ def _load_ours(checkpoint):
         raise ValueError(f"the checkpoint's config lacks {', '.join(k for k in GENERATOR_KEYS if k not in cfg)}")
     try:
         with torch.device("meta"):  # no time spent on a random init that the weights overwrite
-            G = build_generator(*(cfg[k] for k in GENERATOR_KEYS))
+            G = generator_for(cfg)
     except (KeyError, ValueError, TypeError) as e:
         raise ValueError(f"the checkpoint's config describes no generator ({e!r})") from None
     return utils.assign_weights(G, checkpoint.get("G_ema", checkpoint["G"])), cfg  # the average of G, if there is one

@@ -10,15 +10,12 @@ each cut to every shape of SHAPES around its center. Prints a markdown table of 
 """
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this file; it adds the repo
-
-import bench  # noqa: E402
-import demo  # noqa: E402
-from upsample_study import generate_quietly  # noqa: E402
+from common import generate_quietly, log  # first: it puts the repo's modules on the path
+import demo
+import utils
 
 SHAPES = [(1, 1), (4, 3), (2, 1), (8, 3), (3, 4), (1, 2), (3, 8)]  # width : height
 
@@ -53,11 +50,11 @@ def main(args):
                     image.save(root / sub / name)
         psnr = {}
         for aspect in ("squash", "keep"):
-            bench.log(f"--aspect {aspect} ...")
+            log(f"--aspect {aspect} ...")
             out = root / aspect
             generate_quietly(["--checkpoint", args.checkpoint, "--input", root / "gray", "--output", out,
                               "--reference", root / "colour", "--aspect", aspect])
-            rows = bench.utils.read_csv(out / "scores.csv")
+            rows = utils.read_csv(out / "scores.csv")
             psnr[aspect] = {r["image"]: float(r["psnr"]) for r in rows}
             psnr[aspect]["all"] = json.loads((out / "scores.json").read_text())["mean"]["psnr"]
         for shape in SHAPES:

@@ -13,7 +13,7 @@ bf16 is measured where the device executes it natively (CUDA, CPUs with AVX512-B
 on a CPU that would emulate it, 5-30 times slower than fp32, only when asked (--variants bf16).
 
 Training: train.main itself, on the paper preset (G and D at the papers' sizes) on a small fabricated
-tree; a step is timed from one call of the task's prepare to the next. Each figure is the median (min,
+tree; a step is timed from one call of the task's batch_to_xy to the next. Each figure is the median (min,
 max) of --repeats timed steps after --warmup untimed ones. 'best' combines the variants that each beat
 fp32 eager. Tables are markdown (docs/speed.md holds them). On a shared machine other work shows up as a
 wide min-max range: the header prints the load average, the JSON every run. compile's first step is its
@@ -44,15 +44,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the repo's flat modules, from any folder
-
-import classes  # noqa: E402
-import generate  # noqa: E402
-import official  # noqa: E402
-import tasks  # noqa: E402
-import train  # noqa: E402
-import utils  # noqa: E402
+import common  # first: it puts the repo's modules on the path
+from common import JPEG_QUALITY, REPO, describe_device, fabricate, log, table
+import classes
+import colorize
+import generate
+import images
+import tasks
+import train
+import utils
+import workers
 
 LARGE_BATCH = 16  # a GPU's batch beside the paper's (Pix2Pix: 1), or the paper's where larger (Context Encoder: 64)
 VARIANTS = {  # train.py flags of each variant; 'best' is made of the winners
@@ -68,16 +69,13 @@ QUICK_STEP_ROUNDS, QUICK_REFERENCE_STEPS, QUICK_GENERATE_REPEATS, QUICK_STAGE_IM
 EMA_DECAY = 0.999  # the EMA's cost per step does not depend on its decay
 COMPILE_EXTRA_WARMUP = 1  # the first step compiles; one more absorbs a late recompilation
 BEST_MARGIN = 1.03  # a variant joins 'best' only if 3% faster than fp32: less is run-to-run noise
-REAL_TRY_LOAD_IMAGE = utils.try_load_image  # load_without_draft wraps it while it is patched
+REAL_TRY_LOAD_IMAGE = images.try_load_image  # load_without_draft wraps it while it is patched
 
 # Raw image sizes of each dataset: COMICS scans range from panel crops to whole pages; CelebA's aligned faces.
 RAW_SIZES = {"comics": [(1000, 1400), (2000, 2800)], "celeba": [(178, 218)]}
 RAW_IMAGES = 24
 GENERATE_SIZE, GENERATE_IMAGES = (1200, 1700), 12
 COMMAND_IMAGES = 24  # a folder colorized from the command line, the whole process timed: start-up counts
-JPEG_QUALITY = 90
-GRAIN = 4.0  # std of the paper grain added to the drawings: flat colour compresses (and decodes) too well
-DRAWINGS = 8  # distinct drawings per fabricated folder
 
 
 def get_parser():
@@ -97,10 +95,6 @@ def get_parser():
     return p
 
 
-def log(message):  # progress on stderr: stdout holds only the tables
-    print(message, file=sys.stderr, flush=True)
-
-
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -114,26 +108,6 @@ def num(v):
     return f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
 
 
-def table(headers, rows, align):
-    """A markdown table with padded columns; align has one letter per column, l(eft) or r(ight)."""
-    cells = [list(headers)] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row):
-        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) if a == "l" else "-" * (w + 1) + ":" for w, a in zip(widths, align)) + "|"
-    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
-
-
-def describe_device(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "CPU")
-    return f"{name} ({os.cpu_count()} cores)"
-
-
 # ----------------------------------------------------------------------------------------------------
 # Training throughput
 
@@ -143,28 +117,19 @@ def large_batch(task):
 
 
 def paper_tree(task, tmp):
-    """An organized tree (train/, val/) of drawings at the task's load size, enough for its largest
-    batch: train.py runs its paper preset on it. Made once per task."""
-    root = tmp / f"tree-{task}"
-    if not root.exists():
-        side = tasks.TASKS[task].paper["load_size"]
-        draw = tasks.TASKS[task].draw
-        fabricate(root / "train", [(side, side)] * max(map(large_batch, tasks.TASKS)), draw, 0)
-        fabricate(root / "val", [(side, side)] * 2, draw, 10**6)
-    return root
+    """The paper preset's tree (common.paper_tree) with enough drawings for the largest batch timed."""
+    return common.paper_tree(task, tmp, max(map(large_batch, tasks.TASKS)))
 
 
 def paper_config(task, tmp):
-    """The configuration train.py resolves for the task's paper preset."""
-    flags = ["--task", task, "--data", str(paper_tree(task, tmp)), "--out", str(tmp / "unused")]
-    return train.resolve_config(train.get_parser().parse_args(flags), None)[0]
+    return common.paper_config(task, paper_tree(task, tmp))
 
 
 def time_training(task, batch, spec, steps, device, tmp):
     """Seconds of each of `steps` training steps of train.main itself on the paper preset (the first
-    ones are the warm-up), and the peak GPU memory. A step is timed from one call of the task's prepare
-    (the batch's colour conversion or masking, the first thing of every step) to the next: the D and G
-    updates and the loop's own work, with images loaded in the main process (--workers 0)."""
+    ones are the warm-up), and the peak GPU memory. A step is timed from one call of the task's
+    batch_to_xy (the batch's colour conversion or masking, the first thing of every step) to the next:
+    the D and G updates and the loop's own work, with images loaded in the main process (--workers 0)."""
     out = tmp / f"run-{task}-{batch}-{time.perf_counter_ns()}"
     flags = ["--task", task, "--data", str(paper_tree(task, tmp)), "--out", str(out), "--batch-size", str(batch),
              "--precision", spec.get("precision", "fp32"), "--device", device.type, "--workers", "0",
@@ -174,17 +139,17 @@ def time_training(task, batch, spec, steps, device, tmp):
     if spec.get("compile"):
         torch.compiler.reset()  # fresh caches: earlier variants' graphs must not count against the recompile limit
     task_obj, stamps = tasks.TASKS[task], []
-    prepare = task_obj.prepare
+    batch_to_xy = task_obj.batch_to_xy
 
-    def timed_prepare(*args):
+    def timed_batch_to_xy(*args):
         sync(device)
         stamps.append(time.perf_counter())
-        return prepare(*args)
+        return batch_to_xy(*args)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # The checkpoint written at --stop-at is not a step: skipping it saves seconds of disk per run.
-    with mock.patch.object(task_obj, "prepare", timed_prepare), mock.patch.object(utils, "save_checkpoint"), \
+    with mock.patch.object(task_obj, "batch_to_xy", timed_batch_to_xy), mock.patch.object(utils, "save_checkpoint"), \
             contextlib.redirect_stdout(sys.stderr):
         train.main(train.get_parser().parse_args(flags))
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
@@ -203,7 +168,7 @@ def best_spec(results):
 def bench_train(args, device, tmp):
     rows = []
     for task in args.tasks:
-        smallest = tasks.TASKS[task].smallest_batch(vars(paper_config(task, tmp)))  # train.py refuses less
+        smallest = tasks.TASKS[task].smallest_batch(paper_config(task, tmp))  # train.py refuses less
         for requested in args.batches or ([1] if args.quick else [1, large_batch(task)]):
             batch = max(requested, smallest)
             results = {}
@@ -320,7 +285,7 @@ def bench_step(args, device, tmp):
                 times[name] += time_reference(ref, args.warmup + steps, device)[args.warmup:]
             else:
                 spec = STEP_VARIANTS[name]
-                times[name] += time_training(official.TASK, 1, spec, args.warmup + steps, device, tmp)[0][args.warmup:]
+                times[name] += time_training(colorize.TASK.name, 1, spec, args.warmup + steps, device, tmp)[0][args.warmup:]
     if "bf16" not in times:
         why = "; ".join(filter(None, [why, "bf16 not measured: this CPU would emulate it (--variants bf16 to measure it)"]))
     return dict(steps={name: summary(t) for name, t in times.items()}, note=why)
@@ -335,33 +300,11 @@ def step_table(r):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Input images, fabricated
-
-
-def fabricate(folder, sizes, draw, seed):
-    """Drawings from classes' demo generators at each (W, H), with paper grain, saved as JPEGs. Drawing a
-    page takes longer than anything timed here: DRAWINGS distinct drawings are cycled, each file with its
-    own shift of the grain, so that no two files are the same."""
-    folder.mkdir(parents=True)
-    rng, drawings, grains = np.random.default_rng(seed), {}, {}
-    for i, (w, h) in enumerate(sizes):
-        key = (i % DRAWINGS, w, h)
-        if key not in drawings:
-            drawings[key] = np.asarray(draw(seed + i, max(w, h)).resize((w, h), Image.BICUBIC), dtype=np.float32)
-        if (w, h) not in grains:
-            grains[w, h] = rng.normal(0, GRAIN, (h, w, 3)).astype(np.float32)
-        grain = np.roll(grains[w, h], tuple(rng.integers(0, (h, w))), axis=(0, 1))
-        pixels = np.clip(drawings[key] + grain + 0.5, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=JPEG_QUALITY)
-    return sorted(folder.glob("*.jpg"))
-
-
-# ----------------------------------------------------------------------------------------------------
 # Loader throughput, per worker: one process reading dataset[i], as each DataLoader worker does
 
 
 def load_without_draft(path, min_side=None):
-    """utils.try_load_image decoding JPEGs at full size. ImageDataset hands the transform's min_side to
+    """images.try_load_image decoding JPEGs at full size. ImageDataset hands the transform's min_side to
     try_load_image, and the transform needs it for its own resize: so draft decoding is turned off where
     the file is opened, in this measurement only."""
     return REAL_TRY_LOAD_IMAGE(path)
@@ -398,7 +341,7 @@ def bench_loader(args, device, tmp):
                  ("resized", f"{task_obj.dataset} pre-resized to {cfg.load_size} (classes.py --size)", resized)]
         for case, name, files in cases:
             log(f"loader: {name} ...")
-            no_draft = mock.patch.object(utils, "try_load_image", load_without_draft)
+            no_draft = mock.patch.object(images, "try_load_image", load_without_draft)
             with no_draft if case == "raw_no_draft" else contextlib.nullcontext():
                 rate = time_loader(classes.ImageDataset(files, transform), args.repeats)
             rows.append(dict(task=task, case=case, source=name, files=len(files), images_per_s=rate,
@@ -422,8 +365,13 @@ def loader_table(rows):
 # The reorganization of a raw tree (classes.py), timed as a user runs it
 
 
-REORGANIZE_PANEL = (700, 1000)  # W x H: COMICS' archive averages about 53 KB a panel (61 GiB / 1.23M)
 REORGANIZE_IMAGES = {"comics": 400, "celeba": 1000}
+# W x H: COMICS' archive averages about 53 KB a panel (61 GiB / 1.23M); CelebA's aligned faces.
+REORGANIZE_SIZE = {"comics": (700, 1000), "celeba": RAW_SIZES["celeba"][0]}
+RAW_FILE = {  # the i-th raw image in each dataset's own layout: COMICS book folders, CelebA numbered files
+    "comics": lambda i: Path(classes.COMICS_DIR, str(i // 20), f"{i % 20}_0.jpg"),
+    "celeba": lambda i: Path(classes.CELEBA_DIR, f"{i + 1:06d}.jpg"),
+}
 
 
 def bench_reorganize(args, device, tmp):
@@ -433,13 +381,12 @@ def bench_reorganize(args, device, tmp):
     for task in args.tasks:
         task_obj, cfg = tasks.TASKS[task], paper_config(task, tmp)
         count = REORGANIZE_IMAGES[task_obj.dataset]
-        size = REORGANIZE_PANEL if task_obj.dataset == "comics" else RAW_SIZES["celeba"][0]
+        size = REORGANIZE_SIZE[task_obj.dataset]
         log(f"reorganize: fabricating {count} {task_obj.dataset} images ...")
         files = fabricate(tmp / f"flat-{task}", [size] * count, task_obj.draw, 5000)
         raw = tmp / f"raw-tree-{task}"
-        for i, f in enumerate(files):  # the dataset's own layout: COMICS book folders, CelebA numbered files
-            dst = raw / "raw_panel_images" / str(i // 20) / f"{i % 20}_0.jpg" if task_obj.dataset == "comics" \
-                else raw / "img_align_celeba" / f"{i + 1:06d}.jpg"
+        for i, f in enumerate(files):
+            dst = raw / RAW_FILE[task_obj.dataset](i)
             dst.parent.mkdir(parents=True, exist_ok=True)
             f.rename(dst)
         kb = sum(p.stat().st_size for p in raw.rglob("*.jpg")) / count / 1024
@@ -469,23 +416,15 @@ def bench_generate(args, device, tmp):
     for task in args.tasks:
         log(f"generate {task}: fabricating images and a checkpoint ...")
         files = fabricate(tmp / f"pages-{task}", [GENERATE_SIZE] * GENERATE_IMAGES, tasks.TASKS[task].draw, 2000)
-        cfg = paper_config(task, tmp)
-        torch.manual_seed(0)
-        G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
-        checkpoint = tmp / f"bench-{task}.pt"
-        utils.save_checkpoint({"G": G.state_dict(), "config": vars(cfg)}, checkpoint)  # what generate.py reads
-        flags = ["--checkpoint", str(checkpoint), "--input", str(tmp / f"pages-{task}"), "--output",
-                 str(tmp / f"out-{task}"), "--device", device.type, "--overwrite"]
+        checkpoint = common.paper_generator(task, tmp)[2]
+        flags = ["--checkpoint", checkpoint, "--input", files[0].parent, "--output", tmp / f"out-{task}",
+                 "--device", device.type, "--overwrite"]
         seconds = []
         for _ in range(QUICK_GENERATE_REPEATS if args.quick else args.repeats):
             log(f"generate {task} ...")
-            output = io.StringIO()
             t0 = time.perf_counter()
-            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-                status = generate.main(generate.get_parser().parse_args(flags))
+            common.generate_quietly(flags)
             seconds.append(time.perf_counter() - t0)
-            if status != 0:
-                raise RuntimeError(f"generate.py failed:\n{output.getvalue()[-2000:]}")
         megapixels = len(files) * GENERATE_SIZE[0] * GENERATE_SIZE[1] / 1e6
         many = fabricate(tmp / f"command-{task}", [GENERATE_SIZE] * COMMAND_IMAGES, tasks.TASKS[task].draw, 3000)
         t0 = time.perf_counter()
@@ -493,7 +432,7 @@ def bench_generate(args, device, tmp):
                         "--output", str(tmp / f"command-out-{task}"), "--device", device.type],
                        cwd=REPO, check=True, capture_output=True)
         command = dict(images=len(many), images_per_s=len(many) / (time.perf_counter() - t0))
-        rows.append(dict(task=task, images=len(files), size=GENERATE_SIZE, workers=generate.cpu_count(),  # the default
+        rows.append(dict(task=task, images=len(files), size=GENERATE_SIZE, workers=workers.cpu_count(),  # the default
                          images_per_s=summary([len(files) / s for s in seconds]),
                          megapixels_per_s=summary([megapixels / s for s in seconds]), command=command,
                          stages=time_stages(task, checkpoint, files[:QUICK_STAGE_IMAGES if args.quick else None], device)))
@@ -523,11 +462,8 @@ def bench_memory(args, device, tmp):
     """Peak resident memory of `python generate.py` with its defaults (each worker process and the main
     one are counted alone: the largest of them), colorizing a folder of GENERATE_SIZE panels and one
     MEMORY_SCAN page, with a generator of the paper's size."""
-    cfg = paper_config("colorize", tmp)
-    G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
-    checkpoint = tmp / "memory.pt"
-    utils.save_checkpoint({"G": G.state_dict(), "config": vars(cfg)}, checkpoint)
-    draw = tasks.TASKS["colorize"].draw
+    checkpoint = common.paper_generator(colorize.TASK.name, tmp)[2]
+    draw = colorize.TASK.draw
     log("memory: fabricating a folder of panels and a scan ...")
     panels = fabricate(tmp / "memory-panels", [GENERATE_SIZE] * COMMAND_IMAGES, draw, 4000)[0].parent
     (tmp / "memory-scan").mkdir()
@@ -557,7 +493,7 @@ def memory_table(rows):
 def time_stages(task, checkpoint, files, device):
     """Seconds of each stage of generate.py for one worker (one thread, as each of one per core): start-up
     (the interpreter and the imports, in a fresh process), loading G, and per image the decoding and
-    resizing (prepare), the network, the full-resolution finish and the PNG."""
+    resizing (image_to_input), the network, the full-resolution finish and the PNG."""
     stages = {}
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import generate"], cwd=REPO, check=True)
@@ -575,14 +511,14 @@ def time_stages(task, checkpoint, files, device):
         for src in files:
             t0 = time.perf_counter()
             item = dict(src=src, dst=folder.parent / "stages" / f"{src.stem}.png", key=src.name, image=src.name,
-                        rel=Path(src.name), **run.task.prepare_image(src, run))
+                        rel=Path(src.name), **run.task.image_to_input(src, run))
             t1 = time.perf_counter()
             fake = generate.run_network([item], run)[0]
             t2 = time.perf_counter()
-            page = utils.read_page(src, run.max_pixels)
+            page = images.read_page(src, run.max_pixels)
             bands = list(run.task.finish_image(item, fake, page, run))
             t3 = time.perf_counter()
-            with utils.PngWriter(item["dst"], *page.size) as png:
+            with images.PngWriter(item["dst"], *page.size) as png:
                 for _, rows in bands:
                     png.write(rows)
             t4 = time.perf_counter()

@@ -14,11 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import tasks  # noqa: E402
-import utils  # noqa: E402
+from common import REPO  # first: it puts the repo's modules on the path
+import tasks
+import utils
 
 
 def get_parser():

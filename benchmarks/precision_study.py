@@ -19,13 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(Path(__file__).resolve().parent)]  # the repo's modules; the studies beside this file
-
-import demo  # noqa: E402
-import tasks  # noqa: E402
-import utils  # noqa: E402
-from upsample_study import generate_quietly  # noqa: E402
+from common import REPO, generate_quietly  # first: it puts the repo's modules on the path
+import demo
+import tasks
+import utils
 
 LEVELS = 2  # 8-bit levels within which two outputs count as the same
 
@@ -44,13 +41,12 @@ def get_parser():
 
 def compare_outputs(checkpoint, side, count):
     _, cfg = tasks.load_generator(checkpoint)
-    draw = tasks.TASKS[cfg["task"]].draw
+    task = tasks.TASKS[cfg["task"]]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "in").mkdir()
         for i in range(count):
-            image = draw(demo.DEMO_TEST_ID + i, side)
-            (image.convert("L") if cfg["task"] == "colorize" else image).save(root / "in" / f"{i}.png")
+            task.demo_input(task.draw(demo.DEMO_TEST_ID + i, side)).save(root / "in" / f"{i}.png")
         for precision in ("fp32", "bf16"):
             generate_quietly(["--checkpoint", checkpoint, "--input", root / "in", "--output", root / precision,
                               "--precision", precision])

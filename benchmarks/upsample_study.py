@@ -12,14 +12,12 @@ picture (--picture) shows the crops of one panel where the methods' outputs diff
 gray input, each method, the reference, enlarged with nearest-neighbour so that the pixels show.
 
 Timing: generate.py end to end with its defaults on --time-panels 1200x1700 drawings, with an untrained
-generator of the paper's size (as benchmarks/bench.py: the time does not depend on the weights), the
-methods alternating run by run; and finish_image alone (upsampling, Lab to sRGB), alternating call by
-call in this process. Medians; the load average is printed, since other work on the machine shows up
-in every figure.
+generator of the paper's size (the time does not depend on the weights), the methods alternating run by
+run; and finish_image alone (upsampling, Lab to sRGB), alternating call by call in this process.
+Medians; the load average is printed, since other work on the machine shows up in every figure.
 """
 import argparse
 import contextlib
-import io
 import json
 import os
 import statistics
@@ -33,14 +31,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this file; it adds the repo
-
-import bench  # noqa: E402
-import colorize  # noqa: E402
-import demo  # noqa: E402
-import generate  # noqa: E402
-import tasks  # noqa: E402
-import utils  # noqa: E402
+import common  # first: it puts the repo's modules on the path
+from common import generate_quietly, log, table
+import colorize
+import demo
+import generate
+import images
+import tasks
 
 METHODS = ("bilinear", "joint-bilateral")  # generate.py --ab-upsample; the second is its default
 METRICS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ciede2000": "CIEDE2000", "colourfulness": "colourfulness"}
@@ -73,15 +70,6 @@ def draw_panels(folder, size, count):
         panel.convert("L").save(folder / "gray" / f"{i}.png")
 
 
-def generate_quietly(flags):
-    """generate.main with its progress and tables swallowed; raises with their end if it fails."""
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-        status = generate.main(generate.get_parser().parse_args([str(f) for f in flags]))
-    if status != 0:
-        raise RuntimeError(f"generate.py failed:\n{output.getvalue()[-2000:]}")
-
-
 def score_methods(checkpoint, root, sizes, count):
     """{(size, method): mean scores} from generate.py --reference on each size's panels."""
     means = {}
@@ -90,7 +78,7 @@ def score_methods(checkpoint, root, sizes, count):
         draw_panels(folder, size, count)
         for method in METHODS:
             out = root / f"out-{size}-{method}"
-            bench.log(f"{size}-px panels, {method} ...")
+            log(f"{size}-px panels, {method} ...")
             generate_quietly(["--checkpoint", checkpoint, "--input", folder / "gray", "--output", out,
                               "--reference", folder / "colour", "--ab-upsample", method, "--overwrite"])
             means[size, method] = json.loads((out / "scores.json").read_text())["mean"]
@@ -102,7 +90,7 @@ def scores_table(means, network_size):
     for (size, method), m in means.items():
         cells = [f"{m[k]:.4f}" if k == "ssim" else f"{m[k]:.2f}" for k in [*METRICS, "reference_colourfulness"]]
         rows.append([f"{size} px ({size / network_size:g}x)", method, *cells])
-    return bench.table(["panels (upsampling)", "--ab-upsample", *METRICS.values(), "reference colourfulness"],
+    return table(["panels (upsampling)", "--ab-upsample", *METRICS.values(), "reference colourfulness"],
                        rows, "llrrrrr")
 
 
@@ -140,22 +128,12 @@ def picture(root, size, path):
     sheet.save(path)
 
 
-def paper_generator(root):
-    """An untrained colorize generator of the paper's size, and its checkpoint as train.py writes it."""
-    cfg = bench.paper_config("colorize", root)
-    torch.manual_seed(0)
-    G = tasks.build_generator(cfg.task, cfg.netG, cfg.image_size, cfg.ngf, cfg.norm, cfg.bottleneck)
-    checkpoint = root / "paper-size.pt"
-    utils.save_checkpoint({"G": G.state_dict(), "config": vars(cfg)}, checkpoint)
-    return G, cfg, checkpoint
-
-
 def time_generate(pages, checkpoint, count, repeats):
     """Seconds per PAGE_SIZE panel of generate.py end to end, {method: [each run]}, the methods alternating."""
     seconds = {m: [] for m in METHODS}
     for _ in range(repeats):
         for method in METHODS:
-            bench.log(f"generate.py on {count} {PAGE_SIZE[0]}x{PAGE_SIZE[1]} panels, {method} ...")
+            log(f"generate.py on {count} {PAGE_SIZE[0]}x{PAGE_SIZE[1]} panels, {method} ...")
             t0 = time.perf_counter()
             generate_quietly(["--checkpoint", checkpoint, "--input", pages, "--ab-upsample", method,
                               "--output", pages.parent / f"out-pages-{method}", "--overwrite"])
@@ -166,9 +144,10 @@ def time_generate(pages, checkpoint, count, repeats):
 def time_finish(page_file, G, cfg, calls):
     """Seconds of colorize's finish_image alone on one PAGE_SIZE panel at the paper's network size,
     {method: [each call]}, the methods alternating call by call, on one thread (as each worker runs)."""
-    run = SimpleNamespace(size=cfg.image_size, aspect=bench.generate.get_parser().get_default("aspect"), max_pixels=None, G=G)
-    item = colorize.TASK.prepare_image(page_file, run)
-    page = utils.read_page(page_file, None)
+    run = SimpleNamespace(size=cfg.image_size, aspect=generate.get_parser().get_default("aspect"), max_pixels=None, G=G,
+                          cfg=cfg)
+    item = colorize.TASK.image_to_input(page_file, run)
+    page = images.read_page(page_file, None)
     fake = torch.zeros(2, *item["x"].shape[1:]).uniform_(-0.5, 0.5)  # G's output: the time does not depend on it
     seconds = {m: [] for m in METHODS}
     threads = torch.get_num_threads()
@@ -191,11 +170,11 @@ def timing_table(end_to_end, finish):
                      f"{alone * 1000:.0f}", f"{alone / statistics.median(finish[METHODS[0]]):.2f}"])
     headers = ["--ab-upsample", f"s per {PAGE_SIZE[0]}x{PAGE_SIZE[1]} panel (generate.py)", "x bilinear",
                "ms finish_image alone", "x bilinear"]
-    return bench.table(headers, rows, "lrrrr")
+    return table(headers, rows, "lrrrr")
 
 
 def main(args):
-    print(f"{bench.describe_device(torch.device('cpu'))} | torch {torch.__version__} | load average "
+    print(f"{common.describe_device(torch.device('cpu'))} | torch {torch.__version__} | load average "
           f"{os.getloadavg()[0]:.2f} | python {' '.join(sys.argv)}\n", flush=True)
     network_size = tasks.load_generator(args.checkpoint)[1]["image_size"]
     with contextlib.ExitStack() as stack:
@@ -207,8 +186,8 @@ def main(args):
             picture(root, args.picture_size, args.picture)
             print(f"crops -> {args.picture}\n")
         if args.time_panels:
-            pages = bench.fabricate(root / "pages", [PAGE_SIZE] * args.time_panels, demo.draw_panel, 2000)
-            G, cfg, checkpoint = paper_generator(root)
+            pages = common.fabricate(root / "pages", [PAGE_SIZE] * args.time_panels, demo.draw_panel, 2000)
+            G, cfg, checkpoint = common.paper_generator(colorize.TASK.name, root)
             end_to_end = time_generate(pages[0].parent, checkpoint, args.time_panels, args.repeats)
             finish = time_finish(pages[0], G, cfg, FINISH_CALLS)
             print(timing_table(end_to_end, finish))

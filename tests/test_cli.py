@@ -1,11 +1,10 @@
-"""The command lines and the pages: grouped --help with every default shown, --steps and --stop-at, both
-index.html pages, and every command that README.md and docs/ show accepted by its script."""
+"""The command lines and the pages: grouped --help with every default shown, both index.html pages, and
+every command that README.md and docs/ show accepted by its script."""
 import argparse
 import html.parser
 import re
 import shlex
 import sys
-from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
@@ -13,13 +12,13 @@ import pytest
 from PIL import Image
 
 import classes
+import demo
 import generate
 import pages
 import train
 import utils
-from conftest import tiny_args, write_image
+from conftest import REPO, run_generate, tiny_args, write_image
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
@@ -37,35 +36,6 @@ def test_help_is_grouped_and_shows_every_default(parser, groups):
         if action.required or flags or action.dest == "help" or action.dest in ("resume", "score", "export"):
             continue
         assert "default" in formatter._get_help_string(action), action.option_strings
-
-
-def lrs(run):
-    return {int(r["step"]): float(r["lr"]) for r in utils.read_csv(run / "metrics.csv")}
-
-
-def test_steps_make_the_run_that_long_with_the_presets_split(tmp_path):
-    """16 images at batch 4; --steps 10 with 2 + 1 epochs' split: constant lr to step 7, then 3 steps of decay
-    to exactly 0, and the test split scored at the end."""
-    train.main(tiny_args(tmp_path, "--steps", 10, "--epochs", 2, "--epochs-decay", 1, "--val-every", 2))
-    assert lrs(tmp_path / "run") == {2: 2e-4, 4: 2e-4, 6: 2e-4, 8: pytest.approx(2e-4 * 2 / 3), 10: 0.0}
-    assert (tmp_path / "run" / "test_scores.json").exists()
-
-
-@pytest.mark.parametrize("steps, epochs, decay, length", [
-    (10, 2, 1, (10, 3)), (1, 8, 4, (1, 1)), (5, 25, 0, (5, 0)), (7, 0, 0, (7, 0)), (None, 2, 1, (30, 10))])
-def test_any_decay_reaches_zero_and_none_keeps_the_lr(steps, epochs, decay, length):
-    """A decay that rounds to no step still lasts one, so the lr is 0 after the last; --epochs-decay 0 (the
-    Context Encoder's preset) keeps it constant, also with --steps."""
-    cfg = argparse.Namespace(steps=steps, epochs=epochs, epochs_decay=decay)
-    assert train.run_length(cfg, steps_per_epoch=10) == length
-
-
-def test_stop_at_stops_this_session_only(tmp_path):
-    train.main(tiny_args(tmp_path, "--stop-at", 3, "--val-every", 2))
-    assert not (tmp_path / "run" / "test_scores.json").exists()
-    train.main(train.get_parser().parse_args(["--resume", str(tmp_path / "run" / "last.pt")]))
-    assert max(lrs(tmp_path / "run")) == 8 and lrs(tmp_path / "run")[8] == 0.0
-    assert (tmp_path / "run" / "test_scores.json").exists()
 
 
 class Links(html.parser.HTMLParser):
@@ -105,9 +75,7 @@ def test_the_outputs_page_shows_every_output_worst_first(tmp_path):
     for i in range(4):
         write_image(tmp_path / "in" / "sub" / f"{i}.jpg", size=(60 + 10 * i, 40), seed=i)
         write_image(tmp_path / "ref" / "sub" / f"{i}.png", size=(60 + 10 * i, 40), seed=i + (i % 2))
-    args = ["--checkpoint", str(tmp_path / "run" / "last.pt"), "--input", str(tmp_path / "in"), "--output",
-            str(tmp_path / "out"), "--workers", "0"]
-    generate.main(generate.get_parser().parse_args(args + ["--reference", str(tmp_path / "ref")]))
+    run_generate(tmp_path / "run" / "last.pt", tmp_path / "in", tmp_path / "out", "--reference", tmp_path / "ref")
     links = check_page(tmp_path / "out" / "index.html")
     assert len([i for i in links.images if i.endswith(".output.jpg")]) == 4
     assert len([i for i in links.images if i.endswith(".reference.jpg")]) == 4
@@ -130,7 +98,8 @@ def test_a_thumbnail_made_in_bands_is_the_whole_images(tmp_path):
         assert np.array_equal(np.concatenate(thumbnail.rows), np.asarray(whole))
 
 
-SCRIPTS = {"train.py": train.get_parser, "generate.py": generate.get_parser, "classes.py": classes.reorganize_parser}
+SCRIPTS = {"train.py": train.get_parser, "generate.py": generate.get_parser, "classes.py": classes.reorganize_parser,
+           "demo.py": demo.get_parser}
 
 
 def commands(text):
@@ -145,9 +114,11 @@ def test_every_command_in_the_docs_is_accepted():
     import aspect_study
     import bench
     import ema_study
+    import hints_study
     import precision_study
     import upsample_study
-    studies = {module: getattr(module, "get_parser") for module in (aspect_study, bench, ema_study, precision_study, upsample_study)}
+    studies = {module: getattr(module, "get_parser") for module in (aspect_study, bench, ema_study, hints_study,
+                                                                   precision_study, upsample_study)}
     scripts = {**SCRIPTS, **{f"benchmarks/{m.__name__}.py": parser for m, parser in studies.items()}}
     checked = 0
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:

@@ -7,16 +7,18 @@ from PIL import Image
 import classes
 import colorize
 import demo
+import images
 import inpaint
+import train
 import utils
-from conftest import truncate, write_image
+from conftest import organized_tree, tiny_args, truncate, write_image
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "1", "I", "F"])
 def test_every_mode_becomes_rgb(tmp_path, mode):
     fmt = {"CMYK": "JPEG", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
     path = write_image(tmp_path / f"img.{fmt.lower()}", mode=mode, fmt=fmt)
-    img = utils.load_image(path)
+    img = images.load_image(path)
     assert img.mode == "RGB" and img.size == (48, 40)
 
 
@@ -24,25 +26,25 @@ def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
     ramp = (np.linspace(0, 65535, 64 * 8).reshape(8, 64)).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "16.png")
     assert Image.open(tmp_path / "16.png").mode.startswith("I")
-    rgb = np.asarray(utils.load_image(tmp_path / "16.png"))
+    rgb = np.asarray(images.load_image(tmp_path / "16.png"))
     assert rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255 and 100 < rgb[4, 32, 0] < 155
 
 
 def test_transparency_is_composited_on_white(tmp_path):
     Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(tmp_path / "clear.png")
-    assert np.asarray(utils.load_image(tmp_path / "clear.png")).min() == 255
+    assert np.asarray(images.load_image(tmp_path / "clear.png")).min() == 255
 
 
 def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 8  # rotate 90 degrees counter-clockwise for display
     Image.new("RGB", (30, 10), "red").save(tmp_path / "rotated.jpg", exif=exif)
-    assert utils.load_image(tmp_path / "rotated.jpg").size == (10, 30)
+    assert images.load_image(tmp_path / "rotated.jpg").size == (10, 30)
 
 
 def test_jpeg_draft_keeps_the_needed_resolution(tmp_path):
     write_image(tmp_path / "scan.jpg", size=(2000, 3000))
-    img = utils.load_image(tmp_path / "scan.jpg", min_side=286)
+    img = images.load_image(tmp_path / "scan.jpg", min_side=286)
     assert 286 <= min(img.size) < 1000  # decoded at 1/2 or 1/4 scale, never below 286
 
 
@@ -57,7 +59,7 @@ def test_unreadable_files_give_a_reason(tmp_path, make):
         path.write_text("hello")
     else:
         path.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
-    img, reason = utils.try_load_image(path)
+    img, reason = images.try_load_image(path)
     assert img is None and reason
 
 
@@ -113,13 +115,7 @@ def test_demo_datasets_are_deterministic():
 def test_bad_files_in_a_run_are_reported_once_and_never_scored_twice(tmp_path, capsys):
     """Two passes with a validation each: every bad file is named once, counted once, and the scores hold
     each readable image once."""
-    import train
-    from conftest import tiny_args
-
-    root = tmp_path / "tree"
-    for split, count in (("train", 8), ("val", 4), ("test", 4)):
-        for i in range(count):
-            write_image(root / split / f"{i}.jpg", size=(40, 36), seed=10 * len(split) + i)
+    root = organized_tree(tmp_path / "tree", test=4)
     (root / "train" / "2.jpg").write_bytes(b"")
     truncate(root / "val" / "1.jpg")
     (root / "test" / "3.jpg").write_text("not a jpeg")

@@ -2,14 +2,17 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--image-size", "32", "--load-size", "36", "--ngf", "8", "--ndf", "8", "--workers", "1",
-        "--val-images", "8", "--demo-images", "32", "--batch-size", "4", "--epochs", "1", "--epochs-decay", "1"]
+import train
+from conftest import REPO, tiny_flags
+
+pytestmark = pytest.mark.slow  # each test starts torchrun and its processes
+
+# 32 images (4 steps a pass: 2 processes of 4 images each) and a data-loader worker in each process
+DATA = ["--workers", "1", "--demo-images", "32"]
 
 
 # train.py as torchrun starts it, plus a record of each rank's own G and D parameters once training
@@ -17,18 +20,18 @@ TINY = ["--image-size", "32", "--load-size", "36", "--ngf", "8", "--ndf", "8", "
 RECORDING_MAIN = """
 import os, sys, torch
 sys.path.insert(0, {repo!r})
-import model, train
+import model, runfolder, train
 built = {{}}
 for name, key in (("build_generator", "G"), ("build_discriminator", "D")):
     def record(*a, _build=getattr(model, name), _key=key, **k):
         built[_key] = _build(*a, **k)
         return built[_key]
     setattr(model, name, record)
-class RecordingEMA(train.EMA):
+class RecordingEMA(runfolder.EMA):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         built["G_ema"] = self.average
-train.EMA = RecordingEMA
+runfolder.EMA = RecordingEMA
 args = train.get_parser().parse_args()
 train.main(args)
 torch.save({{k: {{n: p.detach() for n, p in v.named_parameters()}} for k, v in built.items()}}, os.path.join(args.out, f"params_rank{{os.environ['RANK']}}.pt"))
@@ -48,8 +51,7 @@ def torchrun(tmp_path, *args):
 @pytest.mark.parametrize("task", ["colorize", "inpaint"])
 def test_two_processes_stay_identical_and_resume(tmp_path, task):
     out = tmp_path / "run"
-    extra = ["--bottleneck", "32"] if task == "inpaint" else []
-    stdout = torchrun(tmp_path, "--task", task, "--out", out, *TINY, *extra, "--ema", 0.9, "--stop-at", 5)
+    stdout = torchrun(tmp_path, *tiny_flags(out, *DATA, "--ema", 0.9, "--stop-at", 5, task=task))
     assert stdout.count("G (") == 1  # rank 0 alone prints
     assert sorted(p.name for p in out.glob("*.pt") if not p.name.startswith("params")) == ["best.pt", "last.pt"]
     ckpt = torch.load(out / "last.pt", weights_only=True)
@@ -65,10 +67,8 @@ def test_two_processes_stay_identical_and_resume(tmp_path, task):
 def test_resume_on_another_number_of_processes_keeps_the_schedule(tmp_path):
     """One process of 4 images a step, resumed on two: refused with 4 images each (8 a step), accepted
     with --batch-size 2, which keeps the images per step, the steps per pass and the lr schedule."""
-    import train
-
     out = tmp_path / "run"
-    train.main(train.get_parser().parse_args(["--out", str(out), *TINY, "--stop-at", "3"]))
+    train.main(train.get_parser().parse_args(tiny_flags(out, *DATA, "--stop-at", 3)))
     script = tmp_path / "recording_train.py"
     script.write_text(RECORDING_MAIN.format(repo=str(REPO)))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),

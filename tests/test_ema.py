@@ -1,7 +1,11 @@
-"""--ema: the average of G's weights, updated every step, in the checkpoint, resumed exactly, and the
-generator that validation, best.pt, --export and generate.py use."""
+"""--ema: the average of G's weights, updated every step, in the checkpoint (resumed exactly: test_train.py),
+and the generator that validation, best.pt, --export and generate.py use; --export's formats and --score."""
+import json
+
+import pytest
 import torch
 
+import runfolder
 import tasks
 import train
 from conftest import tiny_args
@@ -10,7 +14,7 @@ from conftest import tiny_args
 def test_the_average_follows_the_formula():
     torch.manual_seed(0)
     G = tasks.build_generator("colorize", "unet", 32, 4)
-    ema = train.EMA(G, decay=0.9)
+    ema = runfolder.EMA(G, decay=0.9)
     start = {k: v.clone() for k, v in G.state_dict().items()}
     for step in range(3):
         with torch.no_grad():
@@ -28,24 +32,24 @@ def test_the_average_follows_the_formula():
         assert torch.equal(buffer, G.state_dict()[name])  # the running statistics are G's
 
 
-def test_resume_with_ema_equals_an_uninterrupted_run(tmp_path):
-    common = ["--ema", 0.9, "--epochs", 2, "--epochs-decay", 1]
-    train.main(tiny_args(tmp_path / "a", *common, "--stop-at", 6))
-    train.main(tiny_args(tmp_path / "b", *common, "--stop-at", 3))
-    train.main(train.get_parser().parse_args(["--resume", str(tmp_path / "b" / "run" / "last.pt"), "--stop-at", "6"]))
-    a, b = (torch.load(tmp_path / x / "run" / "last.pt", weights_only=True) for x in "ab")
-    assert a["step"] == b["step"] == 6
-    assert all(torch.equal(a["G_ema"][k], b["G_ema"][k]) for k in a["G_ema"])
-    assert not all(torch.equal(a["G_ema"][k], a["G"][k]) for k in a["G"])
-
-
 def test_validation_export_and_generate_use_the_average(tmp_path):
-    train.main(tiny_args(tmp_path, "--ema", 0.5, "--stop-at", 4, "--val-every", 4))
+    """colorize keeps an average by default; --export writes it alone, in fp32 or bf16, and refuses a file
+    that is no run's; --score scores last.pt's test split into a file of its own."""
+    train.main(tiny_args(tmp_path, "--stop-at", 4, "--val-every", 4))
     last = tmp_path / "run" / "last.pt"
     row = train.utils.read_csv(tmp_path / "run" / "metrics.csv")[0]
     assert row["psnr"] != row["no_ema_psnr"]  # both judged, the average's score is the run's
-    train.main(train.get_parser().parse_args(["--export", str(last), str(tmp_path / "G.pt")]))
-    ckpt, exported = torch.load(last, weights_only=True), torch.load(tmp_path / "G.pt", weights_only=True)
+    for dtype in ("fp32", "bf16"):
+        train.main(train.get_parser().parse_args(["--export", str(last), str(tmp_path / f"{dtype}.pt"), "--export-dtype", dtype]))
+    ckpt, exported = torch.load(last, weights_only=True), torch.load(tmp_path / "fp32.pt", weights_only=True)
+    assert set(exported) == {"format", "G", "config", "dtype", "params"} and exported["format"] == "generator"
     assert all(torch.equal(exported["G"][k], ckpt["G_ema"][k]) for k in ckpt["G_ema"])
+    assert (tmp_path / "bf16.pt").stat().st_size < 0.6 * (tmp_path / "fp32.pt").stat().st_size
     G, _ = tasks.load_generator(last)
     assert all(torch.equal(G.state_dict()[k], ckpt["G_ema"][k].float()) for k in ckpt["G_ema"])
+    assert train.main(train.get_parser().parse_args(["--score", str(last)])) == 0
+    scores = json.loads((tmp_path / "run" / "test_scores_last_running_dropout-off.json").read_text())
+    assert scores["psnr"] > 0 and scores["checkpoint"] == "last.pt"
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match="not a train.py checkpoint"):
+        train.main(train.get_parser().parse_args(["--export", str(tmp_path / "other.pt"), str(tmp_path / "x.pt")]))

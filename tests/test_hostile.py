@@ -1,5 +1,5 @@
 """generate.py against hostile folders and awkward shapes: link loops, decompression bombs, bad files
-among good ones, bands against whole images, outputs independent of their batch, extreme aspects."""
+among good ones, bands against whole images, outputs independent of their batch and of worker processes."""
 import os
 import signal
 import struct
@@ -13,12 +13,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 import colorize
-import generate
-import tasks
+import images
 import utils
-from conftest import truncate, write_image
-
-SIZE = 32  # tiny networks: every test here takes a second or two
+import workers
+from conftest import run_generate, truncate, write_image
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,30 +26,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """Untrained tiny generators saved as train.py saves them: colorize (U-Net) and inpaint (Context Encoder)."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    paths = {}
-    for task, netG in [("colorize", "unet"), ("inpaint", "context-encoder")]:
-        torch.manual_seed(0)
-        G = tasks.build_generator(task, netG, SIZE, 4, "batch", 8)
-        for m in G.modules():  # running statistics that are not the identity, as after training
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2)
-        cfg = dict(task=task, netG=netG, image_size=SIZE, ngf=4, norm="batch", bottleneck=8, fill="white",
-                   patch=SIZE // 2, overlap=0)
-        paths[task] = root / f"{task}.pt"
-        utils.save_checkpoint({"G": G.state_dict(), "config": cfg}, paths[task])
-    return paths
-
-
-def run(checkpoint, src, dst, *flags):
-    args = generate.get_parser().parse_args(["--checkpoint", str(checkpoint), "--input", str(src), "--output", str(dst),
-                                             "--workers", "0", *map(str, flags)])
-    return generate.main(args)
 
 
 def outputs(folder):
@@ -88,7 +62,7 @@ def peak_rss_mb():
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
 
 
-def test_link_loop_is_walked_once(tmp_path, checkpoints, capsys):
+def test_link_loop_is_walked_once(tmp_path, untrained, capsys):
     src, outside = tmp_path / "in", tmp_path / "outside"
     write_image(src / "a.png")
     write_image(src / "sub" / "b.png", seed=1)
@@ -96,40 +70,40 @@ def test_link_loop_is_walked_once(tmp_path, checkpoints, capsys):
     os.symlink(src / "sub", src / "again")  # a second way into sub
     original = write_image(outside / "x.png", seed=2).read_bytes()
     os.symlink(outside / "x.png", src / "link.png")  # a file outside the tree: read, never written
-    assert [p.relative_to(src).as_posix() for p in utils.list_images(src)] == ["a.png", "link.png", "sub/b.png"]
+    assert [p.relative_to(src).as_posix() for p in images.list_images(src)] == ["a.png", "link.png", "sub/b.png"]
     capsys.readouterr()
-    assert run(checkpoints["colorize"], src, tmp_path / "out") == 0
+    assert run_generate(untrained["colorize"], src, tmp_path / "out") == 0
     assert sorted(outputs(tmp_path / "out")) == ["a.png", "link.png", "sub/b.png"]
     assert not (tmp_path / "out" / "link.png").is_symlink() and (outside / "x.png").read_bytes() == original
     err = capsys.readouterr().err
     assert err.count("sub/loop") == 1 and err.count("walked already") == 2  # the loop and the second link
 
 
-def test_link_into_the_output_is_not_walked(tmp_path, checkpoints, capsys):
+def test_link_into_the_output_is_not_walked(tmp_path, untrained, capsys):
     write_image(tmp_path / "in" / "a.png")
     (tmp_path / "out").mkdir()
     os.symlink(tmp_path / "out", tmp_path / "in" / "results")
     for _ in range(2):  # the second run would find the first run's outputs through the link
-        assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
+        assert run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "out") == 0
     assert sorted(outputs(tmp_path / "out")) == ["a.png"]
     assert "it leads to the output folder" in capsys.readouterr().err
 
 
-def test_bomb_is_refused_from_its_header(tmp_path, checkpoints, capsys):
+def test_bomb_is_refused_from_its_header(tmp_path, untrained, capsys):
     (tmp_path / "in").mkdir()
     path = bomb(tmp_path / "in" / "bomb.png")
     assert path.stat().st_size < 200_000
     with pytest.raises(ValueError, match="30000x30000 is 900 megapixels, over the limit of 179$"):
-        utils.open_image(path, 2 * Image.MAX_IMAGE_PIXELS)
+        images.open_image(path, 2 * Image.MAX_IMAGE_PIXELS)
     measured = peak_rss_reset()
     before = peak_rss_mb() if measured else 0
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 1
+    assert run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "out") == 1
     if measured:
         assert peak_rss_mb() - before < 100  # decoding would take 900 MB
     assert "bomb.png: ValueError: 30000x30000 is 900 megapixels" in capsys.readouterr().err
 
 
-def test_mixed_folder_writes_every_good_image_and_names_each_bad_one_once(tmp_path, checkpoints, capsys):
+def test_mixed_folder_writes_every_good_image_and_names_each_bad_one_once(tmp_path, untrained, capsys):
     src = tmp_path / "in"
     for i, size in enumerate([(40, 30), (64, 64), (30, 90)]):
         write_image(src / f"good{i}.jpg", size=size, seed=i)
@@ -139,7 +113,7 @@ def test_mixed_folder_writes_every_good_image_and_names_each_bad_one_once(tmp_pa
     (src / "empty.png").write_bytes(b"")
     truncate(write_image(src / "truncated.png", size=(64, 64)))
     os.symlink("..", src / "loop")
-    assert run(checkpoints["colorize"], src, tmp_path / "out", "--max-pixels", 50_000, "--batch-size", 2) == 1
+    assert run_generate(untrained["colorize"], src, tmp_path / "out", "--max-pixels", 50_000, "--batch-size", 2) == 1
     assert sorted(outputs(tmp_path / "out")) == ["good0.png", "good1.png", "good2.png"]
     failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed: ")]
     reasons = {Path(line.split(": ")[1]).name: line for line in failed}
@@ -156,7 +130,7 @@ def test_colorize_bands_equal_the_whole_image(monkeypatch, mode):
     page = Image.fromarray(rng.integers(0, 256, (203, 157, 3)).astype(np.uint8)).convert(mode)
     fake = torch.from_numpy(rng.uniform(-0.8, 0.8, (2, 48, 40)).astype(np.float32))
     item = dict(crop=(5, 3, 40, 31))  # the image inside the network's padding
-    monkeypatch.setattr(utils, "BAND_PIXELS", 157 * 10)  # bands of 10 rows
+    monkeypatch.setattr(images, "BAND_PIXELS", 157 * 10)  # bands of 10 rows
     banded = np.concatenate([out for _, out in colorize.TASK.finish_image(item, fake, page, None)])
     rgb = torch.from_numpy(np.array(page.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
     ab = F.interpolate(fake[None, :, 5:45, 3:34] * colorize.AB_SCALE, size=(203, 157), mode="bilinear", align_corners=False)
@@ -165,91 +139,81 @@ def test_colorize_bands_equal_the_whole_image(monkeypatch, mode):
     assert np.abs(banded.astype(int) - whole).max() <= 1 and (banded != whole).mean() < 0.01
 
 
-def test_inpaint_bands_equal_one_band(tmp_path, checkpoints, monkeypatch):
+def test_inpaint_bands_equal_one_band(tmp_path, untrained, monkeypatch):
     write_image(tmp_path / "in" / "photo.png", size=(90, 70), seed=4)
-    run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "whole")
-    monkeypatch.setattr(utils, "BAND_PIXELS", 90 * 3)
-    run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "bands", "--save-comparison")
+    run_generate(untrained["inpaint"], tmp_path / "in", tmp_path / "whole")
+    monkeypatch.setattr(images, "BAND_PIXELS", 90 * 3)
+    run_generate(untrained["inpaint"], tmp_path / "in", tmp_path / "bands", "--save-comparison")
     assert np.array_equal(outputs(tmp_path / "whole")["photo.png"], outputs(tmp_path / "bands")["photo.png"])
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # named, not auto: the same test on every CPU
 @pytest.mark.parametrize("test_time", [["--norm-stats", "running"], ["--norm-stats", "image", "--test-dropout", "on"]])
-def test_outputs_do_not_depend_on_the_batch(tmp_path, checkpoints, test_time):
+def test_outputs_do_not_depend_on_the_batch(tmp_path, untrained, test_time, precision):
     sizes = [(40, 30), (41, 30), (30, 40), (64, 64), (50, 50), (200, 40)]  # several network shapes
     for i, size in enumerate(sizes):
         write_image(tmp_path / "all" / f"{i}.png", size=size, seed=i)
     write_image(tmp_path / "alone" / "3.png", size=sizes[3], seed=3)
     runs = {"out1": ("all", 1), "out4": ("all", 4), "out_alone": ("alone", 4)}
     for name, (folder, batch) in runs.items():
-        assert run(checkpoints["colorize"], tmp_path / folder, tmp_path / name, "--batch-size", batch, *test_time) == 0
+        assert run_generate(untrained["colorize"], tmp_path / folder, tmp_path / name, "--batch-size", batch, "--precision", precision,
+                   *test_time) == 0
     one, four, alone = (outputs(tmp_path / name) for name in runs)
     assert all(np.array_equal(one[k], four[k]) for k in one) and np.array_equal(one["3.png"], alone["3.png"])
 
 
-@pytest.mark.parametrize("cores", [2, 4])  # 1 thread per worker: forked; 2: spawned
-def test_worker_processes_write_the_same_outputs(tmp_path, checkpoints, monkeypatch, cores):
+# 1 thread per worker: forked; 2: spawned, each worker a new Python that imports torch
+@pytest.mark.parametrize("cores", [2, pytest.param(4, marks=pytest.mark.slow)])
+def test_worker_processes_write_the_same_outputs(tmp_path, untrained, monkeypatch, cores):
     for i, size in enumerate([(40, 30), (30, 90), (64, 64)]):
         write_image(tmp_path / "in" / f"{i}.png", size=size, seed=i)
-    run(checkpoints["colorize"], tmp_path / "in", tmp_path / "here", "--batch-size", 1)
-    monkeypatch.setattr(generate, "cpu_count", lambda: cores)
-    run(checkpoints["colorize"], tmp_path / "in", tmp_path / "workers", "--workers", 2)  # overrides --workers 0
-    here, workers = outputs(tmp_path / "here"), outputs(tmp_path / "workers")
-    assert here.keys() == workers.keys() and all(np.array_equal(here[k], workers[k]) for k in here)
+    run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "here", "--batch-size", 1)
+    monkeypatch.setattr(workers, "cpu_count", lambda: cores)
+    run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "workers", "--workers", 2)  # overrides --workers 0
+    here, pooled = outputs(tmp_path / "here"), outputs(tmp_path / "workers")
+    assert here.keys() == pooled.keys() and all(np.array_equal(here[k], pooled[k]) for k in here)
 
 
-@pytest.mark.parametrize("size, network", [((64, 2000), (8, 256)), ((2000, 64), (256, 8)), ((3000, 2000), (48, 32))])
-def test_extreme_aspects_keep_their_aspect_and_size(tmp_path, checkpoints, size, network):
-    assert colorize.network_shape(*size, SIZE) == network  # at most 8:1 padded, else shrunk
-    write_image(tmp_path / "in" / "page.png", size=size, mode="L")
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out", "--aspect", "keep") == 0
-    gray = np.asarray(Image.open(tmp_path / "in" / "page.png"))
-    out = outputs(tmp_path / "out")["page.png"]
-    assert out.shape == (size[1], size[0], 3)
-    L_in = 116 * colorize.lab_f(colorize.luminance(gray)) - 16
-    L_out = 116 * colorize.lab_f(colorize.luminance(out)) - 16
-    assert np.median(np.abs(L_in - L_out)) < 1.0  # the page's own L, within 8-bit rounding
-
-
-def test_context_encoder_refuses_per_image_statistics(tmp_path, checkpoints):
+def test_context_encoder_refuses_per_image_statistics(tmp_path, untrained):
     write_image(tmp_path / "in" / "a.png")
     with pytest.raises(SystemExit, match="--norm-stats image is not for the Context Encoder"):
-        run(checkpoints["inpaint"], tmp_path / "in", tmp_path / "out", "--norm-stats", "image")
+        run_generate(untrained["inpaint"], tmp_path / "in", tmp_path / "out", "--norm-stats", "image")
 
 
-def test_fifo_named_like_an_image_is_skipped_not_waited_for(tmp_path, checkpoints, capsys):
+def test_fifo_named_like_an_image_is_skipped_not_waited_for(tmp_path, untrained, capsys):
     write_image(tmp_path / "in" / "a.png")
     os.mkfifo(tmp_path / "in" / "pipe.png")  # opening it would wait for a writer forever
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out") == 0
+    assert run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "out") == 0
     assert sorted(outputs(tmp_path / "out")) == ["a.png"]
     assert capsys.readouterr().err.count("pipe.png: a FIFO") == 1
 
 
-def test_file_names_that_are_not_utf8(tmp_path, checkpoints, capsys):
+def test_file_names_that_are_not_utf8(tmp_path, untrained, capsys):
     (tmp_path / "in").mkdir()
     name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes, as old archives have them
     write_image(tmp_path / "in" / name)
     write_image(tmp_path / "ref" / name)
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out", "--reference", tmp_path / "ref") == 0
+    assert run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "out", "--reference", tmp_path / "ref") == 0
     assert os.listdir(os.fsencode(tmp_path / "out")).count(b"caf\xe9.png") == 1
     assert [r["image"] for r in utils.read_csv(tmp_path / "out" / "scores.csv")] == ["caf\\xe9.png"]
     capsys.readouterr()
 
 
-def test_a_worker_killed_by_the_system_fails_its_image_alone(tmp_path, checkpoints, monkeypatch, capsys):
+def test_a_worker_killed_by_the_system_fails_its_image_alone(tmp_path, untrained, monkeypatch, capsys):
     """The out-of-memory killer takes a worker down in the middle of an image: that image fails, every
     other is written, and the exit status says so."""
     for i in range(6):
         write_image(tmp_path / "in" / f"{i}.png", seed=i)
     write_image(tmp_path / "in" / "killer.png", seed=9)
-    prepare_image = colorize.TASK.prepare_image
+    image_to_input = colorize.TASK.image_to_input
 
     def killed_on_killer(src, run):
         if Path(src).name == "killer.png":
             os.kill(os.getpid(), signal.SIGKILL)
-        return prepare_image(src, run)
+        return image_to_input(src, run)
 
-    monkeypatch.setattr(colorize.TASK, "prepare_image", killed_on_killer)  # forked workers inherit it
-    monkeypatch.setattr(generate, "cpu_count", lambda: 2)  # 1 thread per worker: forked
-    assert run(checkpoints["colorize"], tmp_path / "in", tmp_path / "out", "--workers", 2, "--batch-size", 2) == 1
+    monkeypatch.setattr(colorize.TASK, "image_to_input", killed_on_killer)  # forked workers inherit it
+    monkeypatch.setattr(workers, "cpu_count", lambda: 2)  # 1 thread per worker: forked
+    assert run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "out", "--workers", 2, "--batch-size", 2) == 1
     assert sorted(outputs(tmp_path / "out")) == [f"{i}.png" for i in range(6)]
     assert "killer.png: its worker process was killed" in capsys.readouterr().err

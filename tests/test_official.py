@@ -7,16 +7,16 @@ import torch
 import torch.nn as nn
 
 import colorize
+import images
 import model
 import official
 import tasks
-import utils
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_pix2pix"
 
 
 def fixture_input():
-    rgb = utils.pil_to_tensor(utils.load_image(FIXTURE / "input.png"))[None]  # (1, 3, 256, 256) uint8
+    rgb = images.pil_to_tensor(images.load_image(FIXTURE / "input.png"))[None]  # (1, 3, 256, 256) uint8
     x, _ = colorize.colorize_pair(rgb)  # L / 50 - 1
     return x
 

@@ -2,10 +2,12 @@
 destroys a newer checkpoint, and --score never overwrites scores of another mode."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+import runfolder
 import train
 from conftest import tiny_args
 
@@ -40,17 +42,23 @@ def test_resume_into_another_runs_folder_is_refused(tmp_path, finished_run):
     assert snapshot(b) == before
 
 
-@pytest.mark.parametrize("leftover", ["best.pt", "metrics.csv", "config.json", "samples"])
-def test_new_run_refuses_a_folder_with_any_file_of_a_run(tmp_path, finished_run, leftover):
+@pytest.mark.parametrize("leftover", ["last.pt", "best.pt", "metrics.csv", "config.json", "samples"])
+def test_new_run_refuses_a_folder_with_any_file_of_a_run(tmp_path, finished_run, monkeypatch, leftover):
+    """A new run never overwrites an old one: it is refused, and the next free folder is named, for --out
+    given relative or absolute."""
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     out.mkdir()
     source = finished_run / leftover
     (shutil.copytree if source.is_dir() else shutil.copy)(source, out / leftover)
     before = snapshot(out)
     with pytest.raises(SystemExit, match=f"already holds a run \\({leftover}\\)"):
-        train.main(tiny_args(tmp_path))
+        train.main(tiny_args(tmp_path, "--out", "run"))
     assert snapshot(out) == before
-    assert train.free_run_folder(out) == str(tmp_path / "run-2")
+    for base in (Path("run"), out):
+        claim = runfolder.claim_free_folder(base)
+        assert claim.folder == base.with_name("run-2")
+        claim.abandon()
 
 
 def test_out_naming_a_file_is_refused(tmp_path):

@@ -7,8 +7,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 import generate
-import tasks
+import images
 import utils
+from conftest import run_generate
 
 
 def np_psnr(a, b):  # uint8 arrays
@@ -101,16 +102,7 @@ def test_score_pair_refuses_mismatches():
         generate.score_pair("inpaint", random_image(0), random_image(1))
 
 
-def tiny_checkpoint(path, task):
-    netG = "unet" if task == "colorize" else "context-encoder"
-    cfg = dict(task=task, netG=netG, image_size=32, ngf=4, norm="batch", bottleneck=8, fill="white", patch=16,
-               overlap=0, norm_stats="running", dropout="off")
-    G = tasks.build_generator(task, netG, 32, 4, "batch", 8)
-    utils.save_checkpoint({"G": G.state_dict(), "config": cfg}, path)
-    return path
-
-
-def generate_with_reference(tmp_path, task, *flags):
+def generate_with_reference(tmp_path, checkpoint, *flags):
     src, ref, out = tmp_path / "in", tmp_path / "ref", tmp_path / "out"
     for i, rel in enumerate(["a", "deep/b", "c.v2"]):
         image = random_image(10 + i, (24 + 4 * i, 30, 3))
@@ -118,33 +110,30 @@ def generate_with_reference(tmp_path, task, *flags):
         Image.fromarray(image).save(src / f"{rel}.png")
         Image.fromarray(image).save(ref / f"{rel}.{'jpg' if i == 1 else 'png'}", quality=100)
     Image.fromarray(random_image(20)).save(src / "no_reference.png")
-    args = generate.get_parser().parse_args([
-        "--checkpoint", str(tiny_checkpoint(tmp_path / "g.pt", task)), "--input", str(src), "--output", str(out),
-        "--reference", str(ref), "--workers", "0", *map(str, flags)])
-    status = generate.main(args)
+    status = run_generate(checkpoint, src, out, "--reference", ref, *flags)
     return status, ref, out, utils.read_csv(out / "scores.csv"), json.loads((out / "scores.json").read_text())
 
 
-def test_generate_colorize_writes_scores(tmp_path, capsys):
-    status, ref, out, rows, summary = generate_with_reference(tmp_path, "colorize")
+def test_generate_colorize_writes_scores(tmp_path, untrained, capsys):
+    status, ref, out, rows, summary = generate_with_reference(tmp_path, untrained["colorize"])
     assert status == 0
     assert sorted(r["image"] for r in rows) == ["a.png", "c.v2.png", "deep/b.png"]
     assert summary["images"] == 3 and summary["not_scored"] == 1
     for key, mean in summary["mean"].items():
         assert mean == pytest.approx(np.mean([float(r[key]) for r in rows]))
     row = next(r for r in rows if r["image"] == "deep/b.png")
-    output, reference = np.asarray(Image.open(out / "deep/b.png")), np.asarray(utils.load_image(ref / "deep/b.jpg"))
+    output, reference = np.asarray(Image.open(out / "deep/b.png")), np.asarray(images.load_image(ref / "deep/b.jpg"))
     assert float(row["psnr"]) == pytest.approx(np_psnr(output, reference), rel=1e-5)
     printed = capsys.readouterr()
     assert "baseline_gray" not in printed.out and "gray" in printed.out and "ciede2000" in printed.out
     assert "not scored: no_reference.png" in printed.err
 
 
-def test_generate_inpaint_scores_the_hole_it_filled(tmp_path):
+def test_generate_inpaint_scores_the_hole_it_filled(tmp_path, untrained):
     mask = np.zeros((24, 30), np.uint8)
     mask[6:14, 9:19] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    status, ref, out, rows, summary = generate_with_reference(tmp_path, "inpaint", "--mask", tmp_path / "mask.png")
+    status, ref, out, rows, summary = generate_with_reference(tmp_path, untrained["inpaint"], "--mask", tmp_path / "mask.png")
     assert status == 1  # only a.png has the mask's size: the others fail to generate and are not scored
     assert [r["image"] for r in rows] == ["a.png"] and summary["not_scored"] == 0
     output, reference = np.asarray(Image.open(out / "a.png")), np.asarray(Image.open(ref / "a.png"))

@@ -7,16 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
+import score
 import train
 import utils
-from conftest import tiny_args
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, tiny_args, tiny_flags
 
 
 def finite(path):
@@ -24,27 +22,34 @@ def finite(path):
     return all(torch.isfinite(t).all() for net in ("G", "D") for t in ckpt[net].values() if t.is_floating_point())
 
 
-def test_sigterm_to_the_process_group_saves_and_stops(tmp_path):
-    """What a cluster scheduler sends, with the default data-loader workers: the step finishes, last.pt is
-    written, the exit is clean."""
+@pytest.mark.slow
+@pytest.mark.parametrize("name, flags", [
+    ("SIGINT", ["--workers", "1"]),  # Ctrl-C to train.py alone, with one data-loader worker
+    ("SIGTERM", []),  # what a cluster scheduler sends to the whole process group, with the default workers
+], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_in_the_middle_of_training_saves_and_stops(tmp_path, name, flags):
+    """The step finishes, last.pt is written, the exit is clean."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "train.py", "--out", str(out), "--image-size", "32", "--load-size", "36", "--ngf", "8",
-           "--ndf", "8", "--demo-images", "100000", "--batch-size", "2", "--val-images", "8"]
+    cmd = [sys.executable, "train.py", *tiny_flags(out, "--demo-images", 100000, "--batch-size", 2, *flags)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     deadline = time.time() + 120
     while not (out / "samples" / "step_00000000.png").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(2)  # now inside the epoch, the workers loading
-    os.killpg(proc.pid, signal.SIGTERM)
+    if name == "SIGINT":
+        proc.send_signal(signal.SIGINT)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, output
-    assert "Stopped by SIGTERM" in output and "Traceback" not in output
-    assert torch.load(out / "last.pt", weights_only=True)["step"] > 0
+    assert proc.returncode == 128 + getattr(signal, name), output  # as a process that the signal ended
+    assert f"Stopped by {name}" in output and "Traceback" not in output
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] > 0 and ckpt["epoch"] == 0 and ckpt["epoch_step"] == ckpt["step"]
 
 
 def test_a_crash_before_any_checkpoint_says_so(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train, "validate", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(score, "validate", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         train.main(tiny_args(tmp_path))
     assert "no checkpoint was written yet" in capsys.readouterr().err
@@ -107,9 +112,14 @@ def test_numbers_that_make_no_sense_are_refused_in_one_line(tmp_path, capsys, fl
 
 
 @pytest.mark.parametrize("task, flags, message", [
-    ("inpaint", ["--netG", "unet", "--netD", "context"], "use --netD patch with --netG unet"),
+    ("colorize", ["--netG", "context-encoder"], "colorize uses --netG unet"),
     ("colorize", ["--netD", "context"], "colorize uses --netD patch"),
+    ("inpaint", ["--netG", "unet", "--netD", "context"], "use --netD patch with --netG unet"),
+    ("colorize", ["--load-size", "16"], "smaller than --image-size"),
+    ("colorize", ["--image-size", "48"], "power of two"),
     ("colorize", ["--epochs", "0", "--epochs-decay", "0"], "no step"),
+    ("inpaint", ["--norm", "instance"], "no spatial statistics"),
+    ("inpaint", ["--norm-stats", "image"], "no per-image statistics"),
 ])
 def test_settings_that_cannot_work_are_refused_in_one_line(tmp_path, task, flags, message):
     with pytest.raises(SystemExit, match=message):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import colorize
-import utils
+import images
 
 SIZE, FACTOR = 32, 8  # the network's side and the page's upsampling factor: a demo model on a 256-px page
 JOINT_BILATERAL, BILINEAR = SimpleNamespace(ab_upsample="joint-bilateral"), SimpleNamespace(ab_upsample="bilinear")
@@ -25,7 +25,7 @@ def network_item(page, ab_small):
     """What generate.py hands finish_image for a square page: G's input x (the L that G saw) and its
     output, here the given ab (2, SIZE, SIZE) in Lab units."""
     small = np.asarray(page.resize((SIZE, SIZE), Image.BICUBIC, reducing_gap=3.0))
-    L = 116 * colorize.lab_f(colorize.luminance(small)) - 16
+    L = 116 * colorize.cie_f_table(colorize.luminance(small)) - 16
     item = dict(x=torch.from_numpy(L / colorize.L_SCALE - 1)[None], crop=(0, 0, SIZE, SIZE))
     return item, ab_small / colorize.AB_SCALE
 
@@ -69,7 +69,7 @@ def test_bands_equal_the_whole_page(monkeypatch, mode):
     fake = torch.from_numpy(rng.uniform(-0.8, 0.8, (2, 48, 40)).astype(np.float32))
     item = dict(x=x, crop=(5, 3, 40, 31))  # the image inside the network's padding
     whole = finish(item, fake, page, JOINT_BILATERAL)
-    monkeypatch.setattr(utils, "BAND_PIXELS", 157 * 10)  # bands of 10 rows
+    monkeypatch.setattr(images, "BAND_PIXELS", 157 * 10)  # bands of 10 rows
     monkeypatch.setattr(colorize, "JBU_CHUNK_PIXELS", 157 * 3)  # upsampled 3 rows at a time
     assert np.array_equal(finish(item, fake, page, JOINT_BILATERAL), whole)
 
