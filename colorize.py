@@ -356,8 +356,8 @@ class Colorize(Task):
     # epochs, edges2shoes (50k) and edges2handbags (137k) 15. COMICS (1.2M panels) follows ImageNet.
     large_set = dict(batch_size=4, epochs=3, epochs_decay=3)
     # The procedural demo, sized to finish in minutes on a 2-core CPU (see README).
-    demo_preset = dict(paper, **departures, **demo_departures, image_size=64, load_size=72, batch_size=4, epochs=8, epochs_decay=4, ngf=32,
-                       ndf=32, val_images=64, demo_images=1000)
+    demo_preset = dict({**paper, **departures, **demo_departures}, image_size=64, load_size=72, batch_size=4,
+                       epochs=8, epochs_decay=4, ngf=32, ndf=32, val_images=64, demo_images=1000)
     score, baseline = "psnr", "baseline_gray_psnr"  # best.pt has the best score; the log shows both
 
     # --- flags and presets

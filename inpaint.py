@@ -269,26 +269,31 @@ class Masked(XY):
     real: torch.Tensor
 
 
+G_LR_RATIO = 10.0  # train.lua: G's lr is 10x D's whenever 0 < lambda_rec < 1
+
+
 class Inpaint(Task):
     """Face with a blanked center -> the center: x = masked image (+ the hole as a 4th channel for the
     U-Net), y = the patch (Context Encoder) or the whole image (U-Net)."""
 
     name, title, dataset, demo_name = "inpaint", "inpaint (Context Encoder)", "celeba", "face"
     # Pathak et al. 2016 and their train.lua: 128x128 images, a 64x64 center patch, 4000-channel
-    # bottleneck, loss 0.999 L2 + 0.001 adversarial, Adam 2e-4 (beta1 0.5), batch 64, 25 epochs.
-    # No average of G's weights: with BatchNorm's running statistics it scored below G (docs/ema.md).
-    # overlapPred 4: the predicted patch reaches 4 px under the context, its loss weighted 10x there.
+    # bottleneck, loss 0.999 L2 + 0.001 adversarial, Adam 2e-4 (beta1 0.5) with G's lr 10x D's, batch 64,
+    # 25 epochs. No average of G's weights: with BatchNorm's running statistics it scored below G
+    # (docs/ema.md). overlapPred 4: the predicted patch reaches 4 px under the context, its loss weighted
+    # 10x there.
     paper = dict(netG="context-encoder", image_size=128, load_size=128, batch_size=64, epochs=25, epochs_decay=0,
                  ngf=64, ndf=64, bottleneck=4000, rec_loss="l2", lambda_rec=0.999, val_images=500, ema=0.0,
-                 overlap=4, precision="fp32")
-    # Where the defaults differ (docs/defaults.md): the hole is the patch, no overlap; bf16 where the
-    # machine runs it natively (utils.resolve_precision).
-    departures = dict(overlap=0, precision="auto")
+                 overlap=4, lr_g_mult=None, precision="fp32")  # lr_g_mult None: defaults() gives train.lua's
+    # Where the defaults differ (docs/defaults.md): the hole is the patch, no overlap; G's lr is D's; bf16
+    # where the machine runs it natively (utils.resolve_precision). The demo keeps G's lr 10x, with which
+    # its preset was chosen.
+    departures = dict(overlap=0, lr_g_mult=1.0, precision="auto")
+    demo_departures = dict(lr_g_mult=None)
     # The procedural demo, sized to finish in minutes on a 2-core CPU (see README).
-    demo_preset = dict(paper, **departures, image_size=64, load_size=64, batch_size=32, epochs=10, epochs_decay=5, ngf=32,
-                       ndf=32, bottleneck=1000, val_images=128, demo_images=3200)
+    demo_preset = dict({**paper, **departures, **demo_departures}, image_size=64, load_size=64, batch_size=32,
+                       epochs=10, epochs_decay=5, ngf=32, ndf=32, bottleneck=1000, val_images=128, demo_images=3200)
     score, baseline = "hole_psnr", "baseline_mean_hole_psnr"
-    G_LR_RATIO = 10.0  # train.lua: G's lr is 10x D's whenever 0 < lambda_rec < 1
     LAMBDA_ADV = 0.001  # the paper's adversarial weight, 1 - 0.999, when --lambda-rec is no such mix
     RING = 2  # px around the hole whose mean colour fills the border-mean baseline
 
@@ -307,8 +312,8 @@ class Inpaint(Task):
 
     def train_notes(self):
         return (f"With --task {self.name}. As in the Context Encoder's code, while 0 < --lambda-rec < 1 the "
-                f"adversarial\nweight is 1 - lambda_rec and G's lr is {self.G_LR_RATIO:g}x D's. --netD is context "
-                f"with the Context Encoder, patch\nwith --netG unet.")
+                f"adversarial\nweight is 1 - lambda_rec; with --paper, and in the demo, G's lr is then "
+                f"{G_LR_RATIO:g}x D's. --netD is\ncontext with the Context Encoder, patch with --netG unet.")
 
     def generate_flags(self):
         return {"--mask": dict(default="auto", help="'auto' (a white square near the center is the hole, else the "
@@ -330,7 +335,7 @@ class Inpaint(Task):
         per_image = cfg.batch_size == 1 and not context_encoder  # its 1x1 bottleneck has no image statistics
         return dict(netD="context" if context_encoder else "patch", patch=cfg.image_size // 2,
                     lambda_adv=1 - cfg.lambda_rec if mixed else self.LAMBDA_ADV,
-                    lr_g_mult=self.G_LR_RATIO if mixed and context_encoder else 1.0,
+                    lr_g_mult=G_LR_RATIO if mixed and context_encoder else 1.0,
                     norm_stats="image" if per_image else "running")
 
     def problems(self, cfg):

@@ -4,6 +4,7 @@
     python train.py --task inpaint                     # inpaint the built-in demo faces
     python train.py --task colorize --data raw_panel_images          # COMICS, the paper's large-set preset
     python train.py --task inpaint --data celeba --train-limit 80000 --val-limit 2000
+    python train.py --paper --data raw_panel_images    # every setting as the paper, where the defaults differ
     torchrun --standalone --nproc_per_node=4 train.py --data raw_panel_images      # 4 GPUs
     python train.py --resume runs/colorize-demo/last.pt     # go on exactly where a run stopped
     python train.py --score runs/colorize-demo/best.pt      # score a checkpoint on the test split

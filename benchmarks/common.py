@@ -177,13 +177,13 @@ def split_of(relative):
 
 
 def prepare(root, side):
-    """root/set/{train,val,test}/NAME.png and root/holes/NAME.png (the test split with a white center
-    square); reused when root/set.json says it was made with the same side."""
+    """root/set/{train,val,test}/NAME.png, and the test split for inpainting (prepare_holes); reused when
+    root/set.json says it was made with the same side."""
     about = root / "set.json"
     if about.is_file() and json.loads(about.read_text()).get("side") == side:
+        prepare_holes(root, side)
         return json.loads(about.read_text())
     shutil.rmtree(root / "set", ignore_errors=True)
-    shutil.rmtree(root / "holes", ignore_errors=True)
     counts = {"train": 0, "val": 0, "test": 0, "without colour": 0, "empty": 0}
     for path in stamp_files():
         relative = path.relative_to(STAMPS)
@@ -199,12 +199,31 @@ def prepare(root, side):
         (root / "set" / split).mkdir(parents=True, exist_ok=True)
         img.save(root / "set" / split / name)
         counts[split] += 1
-        if split == "test":
-            holed, (w, h) = img.copy(), img.size
-            hole = min(w, h) // 2
-            holed.paste((255, 255, 255), ((w - hole) // 2, (h - hole) // 2, (w - hole) // 2 + hole, (h - hole) // 2 + hole))
-            (root / "holes").mkdir(exist_ok=True)
-            holed.save(root / "holes" / name)
     about.write_text(json.dumps({"side": side, "stamps": str(STAMPS), **counts}, indent=1))
+    prepare_holes(root, side)
     print(f"Prepared {root / 'set'}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return counts
+
+
+def prepare_holes(root, side):
+    """The test split for inpainting, as the Context Encoder is tested: each image's center square
+    (root/holes_truth/NAME.png), the same with a white square of half its side over the center
+    (root/holes/NAME.png), and that square as a mask (root/hole_mask.png), the same for every image, so
+    that every model fills and is scored on the same pixels."""
+    if (root / "hole_mask.png").is_file():
+        return
+    hole = side // 2
+    box = ((side - hole) // 2, (side - hole) // 2, (side - hole) // 2 + hole, (side - hole) // 2 + hole)
+    for folder in ("holes", "holes_truth"):
+        shutil.rmtree(root / folder, ignore_errors=True)
+        (root / folder).mkdir()
+    for path in sorted((root / "set" / "test").iterdir()):
+        img = Image.open(path).convert("RGB")
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        square = img.crop((left, top, left + side, top + side))
+        square.save(root / "holes_truth" / path.name)
+        square.paste((255, 255, 255), box)
+        square.save(root / "holes" / path.name)
+    mask = Image.new("L", (side, side), 0)
+    mask.paste(255, box)
+    mask.save(root / "hole_mask.png")

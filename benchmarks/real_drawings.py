@@ -42,37 +42,38 @@ import inpaint  # noqa: E402
 #   to 0 over the second half of the steps in both (the Context Encoder's paper keeps it constant: here
 #   the budget is short and every variant gets the same schedule);
 # - steps: the budget of every variant unless --steps says otherwise;
-# - explicit: the settings that "default" trains with, written out so that the table keeps its meaning
-#   when a default changes;
+# - explicit: the settings of the "baseline" run, which every other variant changes in one thing, written
+#   out so that the table keeps its meaning when a default changes;
 # - trained: training variants, train.py flags beside those, each trained once per seed;
-# - generated: generate.py variants of the "default" training: (label, flags, G rather than its average).
+# - generated: generate.py variants of the "baseline" training: (label, flags, G rather than its average).
 #   The average changes no step of training (it draws no random number), so G itself is the run
 #   without --ema, and G at the paper's test time is the --paper run;
-# - inputs: what generate.py is given, beside the originals (common.prepare's folders);
+# - inputs, reference: what generate.py is given, and the originals it is scored against (common.prepare's
+#   folders);
 # - scores: the columns of the table; fills: scores of fills that need no network, beside generate.py's;
-# - generate: generate.py flags of every run.
+# - generate: generate.py flags of every run (a file name in it is one of common.prepare's).
 STUDY = {
     colorize.TASK.name: dict(
         train=["--image-size", "64", "--load-size", "72", "--ngf", "32", "--ndf", "32", "--batch-size", "4",
                "--epochs", "1", "--epochs-decay", "1", "--val-images", "64"],
         steps=1500, explicit=["--ema", "0.999", "--test-dropout", "off", "--precision", "auto"],
-        trained={"default": [], "fp32": ["--precision", "fp32"], "ema-0.99": ["--ema", "0.99"]},
+        trained={"baseline": [], "fp32": ["--precision", "fp32"], "ema-0.99": ["--ema", "0.99"]},
         generated=[("G, not its average (--ema 0)", [], True),
                    ("--ab-upsample bilinear", ["--ab-upsample", "bilinear"], False),
                    ("--aspect keep", ["--aspect", "keep"], False),
                    ("--norm-stats image", ["--norm-stats", "image"], False),
                    ("--test-dropout on", ["--test-dropout", "on"], False),
                    ("--paper: G, image statistics, dropout on", ["--norm-stats", "image", "--test-dropout", "on"], True)],
-        inputs="set/test", scores=["psnr", "ciede2000", "colourfulness"], fills=[], generate=[]),
+        inputs="set/test", reference="set/test", scores=["psnr", "ciede2000", "colourfulness"], fills=[],
+        generate=[]),
     inpaint.TASK.name: dict(
         train=["--image-size", "64", "--load-size", "64", "--ngf", "32", "--ndf", "32", "--bottleneck", "1000",
                "--batch-size", "8", "--epochs", "1", "--epochs-decay", "1", "--val-images", "64"],
         steps=1000, explicit=["--overlap", "0", "--rec-loss", "l2", "--precision", "auto"],
-        trained={"default": [], "lr-g-1x": ["--lr-g-mult", "1"], "overlap-4 (paper)": ["--overlap", "4"],
+        trained={"baseline": [], "lr-g-1x": ["--lr-g-mult", "1"], "overlap-4 (paper)": ["--overlap", "4"],
                  "l1": ["--rec-loss", "l1"], "fp32": ["--precision", "fp32"]},
-        generated=[], inputs="holes", scores=["hole_psnr", "psnr", "ssim"], fills=["telea"],
-        # the square that common.prepare blanks, which on a white page may run into white around it
-        generate=["--mask", "center"]),
+        generated=[], inputs="holes", reference="holes_truth", scores=["hole_psnr", "psnr", "ssim"],
+        fills=["telea"], generate=["--mask", "hole_mask.png"]),
 }
 
 
@@ -128,20 +129,18 @@ def generate(checkpoint, flags, inputs, reference, out):
     return json.loads((out / "scores.json").read_text())["mean"]
 
 
-def telea(holes, reference):
-    """{"hole_psnr": mean PSNR in the hole} of OpenCV's Telea fill (radius 3) of every white center square;
-    None without OpenCV."""
+def telea(holes, reference, mask_file):
+    """{"hole_psnr": mean PSNR in the hole} of OpenCV's Telea fill (radius 3) of the mask's hole in every
+    image; None without OpenCV."""
     try:
         import cv2
     except ImportError:
         return None
+    mask = np.asarray(Image.open(mask_file).convert("L"))
     values = []
     for path in sorted(holes.iterdir()):
         page = np.asarray(Image.open(path).convert("RGB"))
         true = np.asarray(Image.open(reference / path.name).convert("RGB")).astype(np.float64) / 255
-        top, left, h, w = inpaint.center_hole(*page.shape[:2], inpaint.DEMO_HOLE_FRACTION)  # common.prepare's square
-        mask = np.zeros(page.shape[:2], np.uint8)
-        mask[top:top + h, left:left + w] = 255
         filled = cv2.inpaint(page[..., ::-1].copy(), mask, 3, cv2.INPAINT_TELEA)[..., ::-1].astype(np.float64) / 255
         err = (filled - true)[mask > 0]
         values.append(10 * np.log10(1 / max(np.mean(err**2), 1e-10)))
@@ -173,7 +172,8 @@ def table(task, results, seeds):
 
 def study(task, args, data_root):
     plan, data, runs = STUDY[task], data_root / "set", args.out / "runs"
-    inputs, steps = data_root / plan["inputs"], args.steps or plan["steps"]
+    inputs, reference, steps = data_root / plan["inputs"], data_root / plan["reference"], args.steps or plan["steps"]
+    generate_flags = [str(data_root / f) if (data_root / f).is_file() else f for f in plan["generate"]]
     results = {}
     variants = {k: v for k, v in plan["trained"].items() if not args.variants or k in args.variants}
     for variant, flags in variants.items():
@@ -182,9 +182,9 @@ def study(task, args, data_root):
             if args.report and not (runs / name / "test_scores.json").exists():
                 continue
             checkpoint = train(task, flags, seed, steps, data, runs / name)
-            means = generate(checkpoint, plan["generate"], inputs, data / "test", args.out / "generated" / name)
+            means = generate(checkpoint, generate_flags, inputs, reference, args.out / "generated" / name)
             results.setdefault(f"train: {variant}", {})[seed] = means
-            if variant != "default":
+            if variant != "baseline":
                 continue
             for fill in sorted({k.split("_")[1] for k in means if k.startswith("baseline_")}):  # no network
                 results.setdefault(f"no network: {fill}", {})[seed] = {m: means.get(f"baseline_{fill}_{m}")
@@ -193,9 +193,9 @@ def study(task, args, data_root):
                 source = without_average(checkpoint) if plain else checkpoint
                 tag = hashlib.sha1(repr((gen_flags, plain)).encode()).hexdigest()[:8]
                 results.setdefault(f"generate: {label}", {})[seed] = generate(
-                    source, plan["generate"] + gen_flags, inputs, data / "test", args.out / "generated" / f"{name}-{tag}")
+                    source, generate_flags + gen_flags, inputs, reference, args.out / "generated" / f"{name}-{tag}")
     for label, fill in (FILLS[name] for name in plan["fills"]):
-        scores = fill(inputs, data / "test")
+        scores = fill(inputs, reference, data_root / "hole_mask.png")
         if scores is not None:
             results[f"no network: {label}"] = {seed: scores for seed in args.seeds}
     return table(task, results, args.seeds)

@@ -116,9 +116,10 @@ def test_every_command_in_the_docs_is_accepted():
     import ema_study
     import hints_study
     import precision_study
+    import real_drawings
     import upsample_study
     studies = {module: getattr(module, "get_parser") for module in (aspect_study, bench, ema_study, hints_study,
-                                                                   precision_study, upsample_study)}
+                                                                   precision_study, real_drawings, upsample_study)}
     scripts = {**SCRIPTS, **{f"benchmarks/{m.__name__}.py": parser for m, parser in studies.items()}}
     checked = 0
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:

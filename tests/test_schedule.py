@@ -81,7 +81,7 @@ def test_presets(tmp_path):
 
 def test_the_inpaint_paper_preset_config(tmp_path):
     tree = organized_tree(tmp_path / "faces", train=4, val=2)
-    train.main(tiny_args(tmp_path, "--data", tree, "--batch-size", 2, "--stop-at", 1, task="inpaint"))
+    train.main(tiny_args(tmp_path, "--data", tree, "--batch-size", 2, "--stop-at", 1, "--paper", task="inpaint"))
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["lr_g_mult"] == 10.0 and cfg["netG"] == "context-encoder" and cfg["norm_stats"] == "running"
 
