@@ -10,10 +10,11 @@ commands, one variant at a time, at the same step budget with the lr decaying to
 The stamps are installed with apt when missing (as root; they are no dependency of the repo), cropped to
 what they draw, put on white, and split by file name (a hash, so adding stamps moves no other file):
 15% test, 10% validation, the rest training, at a shorter side of --side px. Colorization keeps the
-stamps that have colour (their mean chroma over the drawn pixels is at least MIN_CHROMA); inpainting uses
-the same files, with a white square of half the shorter side blanked at the center of each test image.
+stamps that have colour (their mean chroma over the drawn pixels is at least common.MIN_CHROMA);
+inpainting uses the same files, and is tested on the center squares of the test split with a white
+square of half their side at the center, the same mask for every model (common.prepare_holes).
 
-Each training variant is `python train.py --data DIR/set --steps N ...` (runs/real/<task>-<variant>-s<seed>;
+Each training variant is `python train.py --data DIR/set --steps N ...` (runs/real/runs/<task>-<variant>-s<seed>;
 a finished run is read again, not retrained), then `python generate.py` on the test split against its
 own originals (--reference), once per generate.py variant. Variants of one trained checkpoint (G instead
 of its average, the upsampling, the aspect, the test-time protocol) come from the same run. Prints one
@@ -69,7 +70,7 @@ STUDY = {
     inpaint.TASK.name: dict(
         train=["--image-size", "64", "--load-size", "64", "--ngf", "32", "--ndf", "32", "--bottleneck", "1000",
                "--batch-size", "8", "--epochs", "1", "--epochs-decay", "1", "--val-images", "64"],
-        steps=1000, explicit=["--overlap", "0", "--rec-loss", "l2", "--precision", "auto"],
+        steps=1000, explicit=["--overlap", "0", "--rec-loss", "l2", "--lr-g-mult", "10", "--precision", "auto"],
         trained={"baseline": [], "lr-g-1x": ["--lr-g-mult", "1"], "overlap-4 (paper)": ["--overlap", "4"],
                  "l1": ["--rec-loss", "l1"], "fp32": ["--precision", "fp32"]},
         generated=[], inputs="holes", reference="holes_truth", scores=["hole_psnr", "psnr", "ssim"],
