@@ -8,7 +8,8 @@ both in [-1, 1]; the 70x70 PatchGAN judges (gray, colour) pairs. At full resolut
 predicted ab is upsampled to the page and joined to the page's own L, so the line art stays sharp (as
 richzhang/colorization and DeOldify do). By default the upsampling is edge-aware, a joint bilateral filter
 and joint bilateral upsampling guided by L, so that each colour stays inside its ink lines (docs/colour.md).
-With --hints, G also sees colour hints, (B, 3, S, S) beside L (hints.py, docs/hints.md); D never does.
+With --hints, G also sees colour hints, (B, 3, S, S) beside L, spread over each hint's region unless
+--hints points (hints.py, docs/hints.md); D never does.
 
 Sections: the Lab conversions (torch, batched, for training; numpy tables, a band of rows at a time, for
 generate.py), the colour metrics (CIEDE2000, colourfulness), the training transform, the task itself.
@@ -365,8 +366,10 @@ class Colorize(Task):
     def train_flags(self):
         return {"--split-seed": dict(type=int, default=0, help="seed of the by-book COMICS split (the same as classes.py "
                                           "--split-seed, so both make the same split)"),
-                "--hints": dict(action="store_true", help="G also takes colour hints, sampled from the target in "
-                                "training, and validation scores it with none and with 10 (docs/hints.md)")}
+                "--hints": dict(nargs="?", const="spread", choices=hints.MODES, help="G also takes colour hints, "
+                                "sampled from the target in training, and validation scores it with none and with 10; "
+                                "spread over each hint's region (default), or as points as Zhang et al. 2017 "
+                                "(docs/hints.md)")}
 
     def generate_flags(self):
         return {
@@ -406,7 +409,7 @@ class Colorize(Task):
     # --- the networks
 
     def generator_options(self, cfg):
-        return {"hinted": cfg.get("hints", False)}
+        return {"hinted": hints.used(cfg)}
 
     def channels(self, netG, hinted=False):
         """L (and, hinted, the hint map) in, ab out."""
@@ -437,14 +440,15 @@ class Colorize(Task):
         """uint8 RGB images -> x = L/50 - 1 (and with --hints the patches' hint map over y), y = ab/110."""
         x, y = colorize_pair(batch[0].to(device, non_blocking=True))
         if hints.used(cfg):
-            x = torch.cat([x, hints.patch_means(y, batch[1])], dim=1)
+            x = torch.cat([x, hints.for_network(cfg, (x[:, 0] + 1) * L_SCALE, hints.patch_means(y, batch[1]))], dim=1)
         return XY(x, y, weight=None, hole=None)
 
     # --- what is shown and scored
 
     def pictures(self, xy, fake, cfg):
-        """The gray panel (with the hints in their colour, if any), the colorized one, the real one."""
-        L, hint_ab = xy.x[:, :1], xy.x[:, 1:3] if xy.x.shape[1] > 1 else torch.zeros_like(xy.y)
+        """The gray panel (with the hints in their colour, if any: the map's weight is 1 there alone), the
+        colorized one, the real one."""
+        L, hint_ab = xy.x[:, :1], xy.x[:, 1:3] * (xy.x[:, 3:] == 1) if xy.x.shape[1] > 1 else torch.zeros_like(xy.y)
         return colorize_rgb(L, hint_ab), colorize_rgb(L, fake), colorize_rgb(L, xy.y)
 
     def test_inputs(self, xy, cfg):
@@ -492,7 +496,9 @@ class Colorize(Task):
         if hints.used(run.cfg):
             path = self.side_files(src, run).get("hints")
             hint_map, how = hints.page_hints(path, page.size, (w, h), colorize_pair, run.max_pixels)
-            item.update(x=torch.cat([item["x"], torch.from_numpy(np.pad(hint_map, ((0, 0), *padding)))]),
+            hint_map = torch.from_numpy(np.pad(hint_map, ((0, 0), *padding)))[None]
+            hint_map = hints.for_network(run.cfg, (item["x"] + 1) * L_SCALE, hint_map)[0]
+            item.update(x=torch.cat([item["x"], hint_map.to(item["x"].dtype)]),
                         **({"how": how} if how else {"hints": path}))
         return item
 

@@ -1,5 +1,5 @@
 """Colour hints for the colorizer (Zhang et al. 2017, "Real-Time User-Guided Image Colorization with
-Learned Deep Priors", SIGGRAPH): beside L, G sees a sparse map of ab hints and a mask of where they are.
+Learned Deep Priors", SIGGRAPH): beside L, G sees a map of ab hints and a weight of where they are.
 colorize.py (the task, train.py --hints and generate.py --hints) asks this file for the mechanics:
 
 - in training, hints sampled from the target: a random number of small square patches (none for about
@@ -7,10 +7,13 @@ colorize.py (the task, train.py --hints and generate.py --hints) asks this file 
 - in generate.py, a hint image that a person paints (DIR/REL/name.png for the input REL/name.ext): its
   pixels with alpha >= HINT_ALPHA are hints, their RGB the colour (read_hint_image), brought to the
   network's resolution by area so that a small dot on a large page does not vanish (network_hints),
-  and drawn over the input where a person looks at it (shown_over).
+  and drawn over the input where a person looks at it (shown_over);
+- in both, with train.py --hints spread (the default), each hint spread over its region of the drawing
+  before G sees it (spread); with --hints points G sees the points alone, as Zhang et al.'s network.
 
-The hint map is (3, S, S): the hint's ab normalized as y is (0 where no hint), then the mask (1 where a
-hint is). Colour math stays in colorize.py, which passes its conversion in (network_hints' pair).
+The hint map is (3, S, S): the hint's ab normalized as y is (0 where no hint), then the weight: 1 on a
+hint, 0 where none is, and (spread) between them as far as a hint reaches. Colour math stays in
+colorize.py, which passes its conversion in (network_hints' pair) and the drawing's L (spread's).
 """
 import dataclasses
 import math
@@ -35,11 +38,31 @@ SIGMA_OF_SIDE = 1 / 4
 PAPER_SIDE, PAPER_PATCH = 256, 9
 HINT_ALPHA = 128  # a pixel of a hint image at least this opaque is a hint
 VAL_HINTS = 10  # patches per image in the hinted scores of validation and the test split (hints10_...)
+# Spreading (spread): a step costs its length in sides of the image plus EDGE per unit of L it crosses, so
+# that crossing the image along a row of one flat colour keeps a weight of exp(-1), while an ink line (a
+# change of L of 30 or more each way: 6 or more) ends a hint's region; past a distance of REACH a pixel is
+# unhinted, as G sees pixels without hints in the automatic case. PASSES passes over the four directions
+# follow a path that bends several times, around a wall and back up the other side of it.
+EDGE, SCALE, PASSES, REACH = 0.1, 1.0, 2, 4.0
+MODES = ("spread", "points")  # train.py --hints: spread over regions (the default), or Zhang et al.'s points
+
+
+def mode(cfg):
+    """A run's train.py --hints (a dict or a Namespace): None (no hints), "spread" or "points"; a run from
+    before --hints took none, and one from before --hints spread took points (its True)."""
+    hinted = (cfg if isinstance(cfg, dict) else vars(cfg)).get("hints")
+    return "points" if hinted is True else hinted or None
 
 
 def used(cfg):
-    """Whether a run's G takes colour hints (train.py --hints); a run from before --hints took none."""
-    return vars(cfg).get("hints", False)
+    """Whether a run's G takes colour hints."""
+    return mode(cfg) is not None
+
+
+def for_network(cfg, L, hint_map):
+    """What G sees of the sparse hint map (B, 3, H, W) on the drawing's L (B, H, W, Lab units): the map
+    itself (points), or spread over the regions of L (spread)."""
+    return spread(L, hint_map) if mode(cfg) == "spread" else hint_map
 
 
 def largest_patch(side):
@@ -200,3 +223,40 @@ def shown_over(band, r0, rgba, page_size):
     shown[opaque] = hint[..., :3][opaque]
     return shown
 
+
+
+
+# ----------------------------------------------------------------------------------------------------
+# Spreading each hint over its region (train.py --hints spread, the default)
+
+
+def spread(L, hint_map):
+    """The hint map (B, 3, H, W) of sparse hints, spread over the drawing's L (B, H, W, in Lab units):
+    each pixel takes the colour of the hint nearest to it along the drawing, where a step costs its length
+    (in sides of the image) plus EDGE per unit of L it crosses, and the weight exp(-distance / SCALE) in the
+    mask's place: 1 on a hint, near 1 over the hint's flat region; 0, and no colour, farther than REACH (past
+    an ink line) and where there is no hint.
+    This is the geodesic distance of Yatziv and Sapiro 2006 ("Fast image and video colorization using
+    chrominance blending", IEEE TIP): G gets the region a colour belongs to, which a 64 px network does not
+    learn to find from a dot in a short run (docs/hints.md)."""
+    d = torch.where(hint_map[:, 2] > 0, 0.0, math.inf)
+    ab = hint_map[:, :2]
+    side = max(L.shape[-2:])
+    for _ in range(PASSES):
+        for turn in range(4):  # each direction, turned to run along the rows from the left
+            L_t, d_t, ab_t = (torch.rot90(v, turn, (-2, -1)) for v in (L, d, ab))
+            step = torch.zeros_like(L_t)
+            step[..., 1:] = 1 / side + EDGE * (L_t[..., 1:] - L_t[..., :-1]).abs()
+            d_t, ab_t = sweep(d_t, ab_t, step)
+            d, ab = (torch.rot90(v, -turn, (-2, -1)) for v in (d_t, ab_t))
+    weight = torch.exp(-d / SCALE) * (d <= REACH)
+    return torch.cat([ab * (weight > 0)[:, None], weight[:, None]], dim=1)
+
+
+def sweep(d, ab, step):
+    """One pass along the rows from the left: d[i] = the least d[j] + step[j+1] + ... + step[i] over j <= i,
+    a cumulative minimum of d - cumsum(step), and ab[i] = the ab of that j (d (B, H, W), ab (B, 2, H, W),
+    step (B, H, W): the cost of entering each pixel from its left)."""
+    C = step.cumsum(-1)
+    d, j = (d - C).cummin(-1)
+    return d + C, ab.gather(-1, j[:, None].expand_as(ab))

@@ -2,21 +2,23 @@
 and what does training with hints cost when none are given? (docs/hints.md)
 
     python benchmarks/hints_study.py --synthetic        # drawings whose hues the gray cannot tell: 1,500 steps
-    python benchmarks/hints_study.py --real             # real drawings: with and without --hints, 3,000 steps each
+    python benchmarks/hints_study.py --real             # real drawings: spread, points, no hints: 3,000 steps each
     python benchmarks/hints_study.py --synthetic --real --steps 4 --train-images 24 --test-images 3 --out /tmp/hints --picture /tmp/hints.png
 
 --synthetic draws its own set (synthetic_drawing: flat regions of a random hue each, outlined in black ink,
-so that the gray says where a region is and never which colour it has), trains `train.py --hints` on it at
-64 px, and runs `generate.py` on held-out drawings without hints and with DOTS hint dots (a small disc of
-the true colour at a random point inside a region, painted into a hint image as a person would). It prints
-PSNR and CIEDE2000 for both, the mean ab error at the dots, and how far the output's L is from the page's.
-The bar: at least 2 dB more PSNR with the dots, an ab error of at most 12 at the dots, L kept.
+so that the gray says where a region is and never which colour it has), trains `train.py --hints spread`
+and `--hints points` on it at 64 px, and runs `generate.py` on held-out drawings without hints and with
+DOTS hint dots (a small disc of the true colour at a random point inside a region, painted into a hint
+image as a person would). It prints PSNR and CIEDE2000 for both, the mean ab error at the dots, and how far
+the output's L is from the page's. The bar: at least 2 dB more PSNR with the dots, an ab error of at most
+12 at the dots, L kept.
 
 --real uses the held-out set of real drawings (common.prepare: Debian's tuxpaint stamps, shared with
-benchmarks/real_drawings.py), trains with and without --hints at the same steps, and prints PSNR and
-CIEDE2000 on its test split for 0, 1, 5, 10 and 20 hint patches drawn from each target (their mean colour,
-as validation draws its 10), beside the model trained without hints; and writes --picture (docs/hints.png):
-one test drawing colorized with no hints and with a few dots.
+benchmarks/real_drawings.py), trains --hints spread, --hints points and no --hints for the same steps,
+and prints PSNR and CIEDE2000 on its test split for 0, 1, 5, 10 and 20 hint patches drawn from each target
+(their mean colour, as validation draws its 10), the model without hints beside them; and writes
+--picture (docs/hints.png): one test drawing colorized by the --hints spread model with no hints and with
+a few dots.
 """
 import argparse
 import colorsys
@@ -167,27 +169,31 @@ def make_synthetic_set(root, args):
 def synthetic(args):
     root = args.out / "synthetic"
     dots = make_synthetic_set(root, args)
-    checkpoint = train(["--data", str(root / "data"), "--hints", "--seed", str(args.seed)],
-                       args.steps or SYNTHETIC_STEPS, root / "run")
-    rows, means = [], {}
-    for label, flags in (("no hints", []), (f"{DOTS} dots", ["--hints", root / "hints"])):
-        out = root / "generated" / label.replace(" ", "-")
-        common.generate_quietly(["--checkpoint", checkpoint, "--input", root / "data" / "test", "--output", out,
-                                 "--reference", root / "data" / "test", "--overwrite", *flags])
-        ab_errors, L_errors = [], []
-        for name, at_dots in dots.items():
-            true, made = (lab(np.asarray(Image.open(f).convert("RGB"))) for f in (root / "data" / "test" / name, out / name))
-            ab_errors.append(float((true[1:] - made[1:]).norm(dim=0)[torch.from_numpy(at_dots)].mean()))
-            L_errors.append((true[0] - made[0]).abs())
-        L_errors = torch.cat([e.flatten() for e in L_errors])
-        means[label] = json.loads((out / "scores.json").read_text())["mean"]
-        rows.append([label, f"{means[label]['psnr']:.2f}", f"{means[label]['ciede2000']:.2f}", f"{np.mean(ab_errors):.1f}",
-                     f"{L_errors.median():.2f} / {L_errors.max():.1f}"])
-    gain = means[f"{DOTS} dots"]["psnr"] - means["no hints"]["psnr"]
+    rows, gains = [], {}
+    for mode in hints.MODES:
+        checkpoint = train(["--data", str(root / "data"), "--hints", mode, "--seed", str(args.seed)],
+                           args.steps or SYNTHETIC_STEPS, root / f"run-{mode}")
+        means = {}
+        for label, flags in (("no hints", []), (f"{DOTS} dots", ["--hints", root / "hints"])):
+            out = root / "generated" / mode / label.replace(" ", "-")
+            common.generate_quietly(["--checkpoint", checkpoint, "--input", root / "data" / "test", "--output", out,
+                                     "--reference", root / "data" / "test", "--overwrite", *flags])
+            ab_errors, L_errors = [], []
+            for name, at_dots in dots.items():
+                true, made = (lab(np.asarray(Image.open(f).convert("RGB"))) for f in (root / "data" / "test" / name, out / name))
+                ab_errors.append(float((true[1:] - made[1:]).norm(dim=0)[torch.from_numpy(at_dots)].mean()))
+                L_errors.append((true[0] - made[0]).abs())
+            L_errors = torch.cat([e.flatten() for e in L_errors])
+            means[label] = json.loads((out / "scores.json").read_text())["mean"]
+            rows.append([f"--hints {mode}", label, f"{means[label]['psnr']:.2f}", f"{means[label]['ciede2000']:.2f}",
+                         f"{np.mean(ab_errors):.1f}", f"{L_errors.median():.2f} / {L_errors.max():.1f}"])
+        gains[mode] = means[f"{DOTS} dots"]["psnr"] - means["no hints"]["psnr"]
     print(f"\n### Synthetic drawings ({args.test_images} held out at {TEST_SIDE} px, {args.steps or SYNTHETIC_STEPS} "
           f"steps at 64 px)\n")
-    print(table(["hints", "PSNR", "CIEDE2000", "ab error at the dots", "L's change: median / max"], rows, "lrrrr"))
-    print(f"\nPSNR gain with {DOTS} dots: {gain:+.2f} dB (the bar: +2.00)\n")
+    print(table(["trained with", "hints", "PSNR", "CIEDE2000", "ab error at the dots", "L's change: median / max"],
+                rows, "llrrrr"))
+    print("\nPSNR gain with {} dots: {} (the bar: +2.00 dB)\n".format(
+        DOTS, ", ".join(f"{gain:+.2f} dB with --hints {mode}" for mode, gain in gains.items())))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -250,21 +256,24 @@ def picture(checkpoint, test_dir, path, work, rng):
 def real(args):
     counts = common.prepare(args.real_data, args.side)
     steps, data_dir = args.steps or REAL_STEPS, args.real_data / "set"
-    runs = {label: train(["--data", str(data_dir), "--seed", str(args.seed), *flags], steps,
-                         args.out / "real" / f"{label}-s{args.seed}") for label, flags in (("hints", ["--hints"]), ("plain", []))}
+    plans = {**{f"--hints {mode}": ["--hints", mode] for mode in hints.MODES}, "no --hints": []}
+    runs = {label: train(["--data", str(data_dir), "--seed", str(args.seed), *flags], steps, args.out / "real" /
+                         f"{(flags or ['', 'plain'])[1]}-s{args.seed}") for label, flags in plans.items()}
     files = sorted((data_dir / "test").glob("*.png"))
-    (G, cfg), (G_plain, cfg_plain) = loaded(runs["hints"]), loaded(runs["plain"])
-    plain = hinted_scores(G_plain, cfg_plain, files, 0)
+    models = {label: loaded(checkpoint) for label, checkpoint in runs.items()}
     rows = []
     for count in HINT_COUNTS:
-        means = hinted_scores(G, cfg, files, count)
-        rows.append([str(count), f"{means['psnr']:.2f}", f"{means['ciede2000']:.2f}",
-                     *([f"{plain['psnr']:.2f}", f"{plain['ciede2000']:.2f}"] if count == 0 else ["", ""])])
+        row = [str(count)]
+        for label, (G, cfg) in models.items():
+            means = hinted_scores(G, cfg, files, count) if hints.used(cfg) or count == 0 else None
+            row += [f"{means['psnr']:.2f}", f"{means['ciede2000']:.2f}"] if means else ["", ""]
+        rows.append(row)
     print(f"\n### Real drawings ({len(files)} test drawings of {counts.get('test')}; {steps} steps at 64 px, seed "
-          f"{args.seed})\n")
-    print(table(["hints drawn from the target", "PSNR, --hints", "CIEDE2000, --hints", "PSNR, no --hints",
-                 "CIEDE2000, no --hints"], rows, "rrrrr"))
-    picture(runs["hints"], data_dir / "test", args.picture, args.out / "real" / "picture", np.random.default_rng(args.seed))
+          f"{args.seed}): PSNR / CIEDE2000\n")
+    print(table(["hints drawn from the target", *(f"{k}, {label}" for label in runs for k in ("PSNR", "CIEDE2000"))],
+                rows, "r" * (1 + 2 * len(runs))))
+    picture(runs[f"--hints {hints.MODES[0]}"], data_dir / "test", args.picture, args.out / "real" / "picture",
+            np.random.default_rng(args.seed))
 
 
 def main(args):

@@ -34,15 +34,27 @@ def ab_of(rgb):
     return colorize.colorize_pair(torch.tensor(rgb, dtype=torch.uint8).view(1, 3, 1, 1))[1].flatten().numpy()
 
 
-@pytest.fixture(scope="module")
-def hinted(tmp_path_factory):
-    """An untrained tiny generator that takes hints, saved as train.py saves it."""
+def save_hinted(path, hinted):
+    """An untrained tiny generator that takes hints (its config's "hints": `hinted`), saved as train.py
+    saves it."""
     torch.manual_seed(0)
     cfg = dict(task="colorize", netG="unet", image_size=32, ngf=4, norm="batch", bottleneck=8,
-               norm_stats="running", test_dropout="off", hints=True)
-    path = tmp_path_factory.mktemp("hinted") / "hinted.pt"
+               norm_stats="running", test_dropout="off", hints=hinted)
     utils.save_checkpoint({"G": tasks.generator_for(cfg).state_dict(), "config": cfg}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def hinted(tmp_path_factory):
+    """A G that takes hints as points: a run of train.py --hints points, or of --hints from before
+    --hints spread (its config's True)."""
+    return save_hinted(tmp_path_factory.mktemp("hinted") / "hinted.pt", True)
+
+
+@pytest.fixture(scope="module")
+def spreading(tmp_path_factory):
+    """A G of train.py --hints (spread)."""
+    return save_hinted(tmp_path_factory.mktemp("spreading") / "spreading.pt", "spread")
 
 
 def network_input(checkpoint, src, *flags):
@@ -113,7 +125,7 @@ def test_resumed_hinted_run_equals_an_uninterrupted_one_and_scores_with_hints(tm
     train.main(tiny_args(tmp_path / "b", *common, "--stop-at", 3))
     train.main(train.get_parser().parse_args(["--resume", str(tmp_path / "b" / "run" / "last.pt"), "--stop-at", "6"]))
     a, b = (torch.load(tmp_path / r / "run" / "last.pt", weights_only=True) for r in ("a", "b"))
-    assert a["step"] == b["step"] == 6 and a["config"]["hints"] is b["config"]["hints"] is True
+    assert a["step"] == b["step"] == 6 and a["config"]["hints"] == b["config"]["hints"] == "spread"
     for net in ("G", "D"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
@@ -122,6 +134,61 @@ def test_resumed_hinted_run_equals_an_uninterrupted_one_and_scores_with_hints(tm
     assert {"psnr", "baseline_gray_psnr", "hints10_psnr", "hints10_ciede2000"} <= set(rows[-1])
     assert not any(k.startswith(("hints10_baseline", "hints10_reference")) for k in rows[-1])
     assert "hints10_psnr" in (tmp_path / "b" / "run" / "index.html").read_text()
+
+
+def two_rooms(side=32):
+    """L (side, side) of two flat regions of L 80 parted by a vertical ink line of L 10 down column side/2,
+    with a gap-free wall: the left room, the wall, the right room."""
+    L = torch.full((side, side), 80.0)
+    L[:, side // 2] = 10.0
+    return L
+
+
+def test_a_hint_spreads_over_its_region_and_stops_at_the_ink():
+    """The hint's colour reaches every pixel of its region, with a weight near 1 there and 1 on the hint
+    itself; past the ink line the weight is near 0; an image without hints gets none, whatever the others
+    in its batch have."""
+    L = torch.stack([two_rooms(), two_rooms()])
+    sparse = torch.zeros(2, 3, 32, 32)
+    sparse[0, :, 5, 3] = torch.tensor([0.4, -0.2, 1.0])
+    spread = hints.spread(L, sparse)
+    left, right = spread[0, :, :, :16], spread[0, :, :, 17:]
+    assert torch.allclose(left[:2], torch.tensor([0.4, -0.2]).view(2, 1, 1).expand(2, 32, 16))
+    assert spread[0, 2, 5, 3] == 1 and left[2].min() > np.exp(-1.5) and (left[2] < 1).sum() == 32 * 16 - 1
+    assert torch.equal(right, torch.zeros_like(right))  # past the ink: no hint
+    assert torch.equal(spread[1], torch.zeros(3, 32, 32))  # the second image has no hint
+    # Around a wall: the region is a U, and the colour still goes the long way around, weaker.
+    L = torch.full((32, 32), 80.0)
+    L[:28, 16] = 10.0
+    spread = hints.spread(L[None], sparse[:1])[0]
+    assert torch.allclose(spread[:2, 2, 30], torch.tensor([0.4, -0.2])) and np.exp(-6) < spread[2, 2, 30] < spread[2, 2, 10]
+
+
+def test_hints_modes_and_what_g_sees():
+    """train.py --hints is spread, --hints points Zhang et al.'s points; a run from before (True) took
+    points; G sees the map spread only for a spread run."""
+    parse = train.get_parser().parse_args
+    assert parse(["--hints"]).hints == "spread" and parse(["--hints", "points"]).hints == "points"
+    assert parse([]).hints is None
+    assert [hints.mode(c) for c in ({}, {"hints": False}, {"hints": True}, {"hints": "spread"})] == [None, None, "points", "spread"]
+    L, sparse = two_rooms()[None], torch.zeros(1, 3, 32, 32)
+    sparse[0, :, 5, 3] = 1
+    assert torch.equal(hints.for_network({"hints": True}, L, sparse), sparse)
+    assert torch.equal(hints.for_network({"hints": "spread"}, L, sparse), hints.spread(L, sparse))
+
+
+def test_generate_spreads_the_hint_images_hints(tmp_path, spreading):
+    """For a G of --hints spread, generate.py spreads a hint image's dots over their regions at the network's
+    resolution: the dot's network pixel has weight 1 and the colour, the rest of its region the colour."""
+    page = np.full((64, 64), 200, np.uint8)
+    page[:, 31:33] = 0  # an ink line down the middle
+    (tmp_path / "in").mkdir()
+    Image.fromarray(page, "L").save(tmp_path / "in" / "page.png")
+    hint_image(tmp_path / "hints" / "page.png", (64, 64), {(10, 20): RED})
+    x = network_input(spreading, tmp_path / "in" / "page.png", "--hints", tmp_path / "hints")
+    assert x.shape == (4, 32, 32) and x[3, 10, 5] == 1
+    assert np.allclose(x[1:3, :, :15], ab_of(RED)[:, None, None], atol=1e-5) and x[3, :, :15].min() > np.exp(-1.5)
+    assert (x[1:, :, 17:] == 0).all()
 
 
 # ----------------------------------------------------------------------------------------------------
