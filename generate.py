@@ -303,7 +303,7 @@ def describe_run(run, args):
     ckpt = Path(args.checkpoint).resolve()
     record = {"checkpoint": {"file": utils.shown(ckpt), "bytes": ckpt.stat().st_size, "modified_ns": ckpt.stat().st_mtime_ns},
               "settings": {"task": run.cfg.task, "size": run.size, "norm_stats": run.norm_stats,  # and the task's own:
-                           **run.task.generate_settings(args),  # another task ignores them
+                           **run.task.generate_settings(args),  # another task's flags are refused (load)
                            "test_dropout": run.test_dropout, "seed": args.seed, "precision": run.precision}}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16], record
 
@@ -362,6 +362,7 @@ def load(args):
     run.norm_stats = cfg.get("norm_stats", "running") if args.norm_stats == "auto" else args.norm_stats
     run.test_dropout = args.test_dropout or cfg.get("test_dropout", "off")
     run.precision, run.precision_why = utils.resolve_precision(args.precision, device)
+    tasks.refuse_other_tasks_flags(run.task, args, "generate_flags", "the checkpoint")
     run.task.setup_generation(run)
     run.G = G.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
     run.tag, run.record = describe_run(run, args)

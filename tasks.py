@@ -12,6 +12,7 @@ import colorize
 import inpaint
 import model
 import official
+import taskbase
 import utils
 
 TASKS = {task.name: task for task in (colorize.TASK, inpaint.TASK)}
@@ -22,6 +23,21 @@ def default_help(key):
     """A setting's default in each task's presets, for --help: 'colorize 1 (200k+ images 4, demo 4), inpaint
     64 (demo 32)'."""
     return ", ".join(f"{task.name} {shown}" for task in TASKS.values() if (shown := task.preset_help(key)))
+
+
+def refuse_other_tasks_flags(task, args, kind, what):
+    """Exit with one line if args (train.py's or generate.py's) set a flag of another task than `task` (kind:
+    "train_flags" or "generate_flags"), which would do nothing for `what` ("this run", "the checkpoint").
+    Flags whose default is a preset setting (--bottleneck, --overlap) are every task's."""
+    given = []
+    for other in TASKS.values():
+        for flag, keywords in getattr(other, kind)().items():
+            dest = taskbase.flag_dest(flag)
+            default = keywords.get("default", False if keywords.get("action") == "store_true" else None)
+            if other is not task and dest not in other.paper and getattr(args, dest, default) != default:
+                given.append(f"{flag} is for --task {other.name}")
+    if given:
+        raise SystemExit(f"error: {'; '.join(given)}, and {what} is --task {task.name}")
 
 
 def build_generator(task, netG, image_size, ngf=64, norm="batch", bottleneck=4000, **options):

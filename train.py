@@ -142,6 +142,7 @@ def setup(args, rank, world, device):
         cfg, splits = runfolder.resumed_config(args, checkpoint, vars(get_parser().parse_args([]))), None
     else:
         cfg, splits = runfolder.new_run_config(args)
+    tasks.refuse_other_tasks_flags(tasks.TASKS[cfg.task], args, "train_flags", "this run")
     cfg.out = runfolder.claim_folder(cfg, checkpoint)  # held by this process until it ends (runfolder.let_go)
     cfg.autocast, cfg.autocast_why = utils.resolve_precision(cfg.precision, device)  # on the machine it runs on
     task = tasks.TASKS[cfg.task]

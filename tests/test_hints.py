@@ -276,3 +276,15 @@ def test_a_checkpoint_without_hints_refuses_them(tmp_path, untrained, capsys):
         run_generate(untrained["colorize"], tmp_path / "in", tmp_path / "out", "--hints", tmp_path / "hints")
     assert str(e.value).startswith("error: --hints:") and "without --hints" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_refuses_another_tasks_flags(tmp_path, untrained):
+    """--hints for an inpaint checkpoint, --mask for a colorizer: one line, nothing written."""
+    write_image(tmp_path / "in" / "page.png")
+    (tmp_path / "hints").mkdir()
+    for task, flags, said in [("inpaint", ["--hints", tmp_path / "hints"], "--hints is for --task colorize"),
+                              ("colorize", ["--mask", "center"], "--mask is for --task inpaint")]:
+        with pytest.raises(SystemExit) as e:
+            run_generate(untrained[task], tmp_path / "in", tmp_path / "out", *flags)
+        assert str(e.value) == f"error: {said}, and the checkpoint is --task {task}"
+    assert not (tmp_path / "out").exists()

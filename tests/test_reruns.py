@@ -73,7 +73,8 @@ def test_rerun_with_other_settings_or_checkpoint_never_mixes(tmp_path, checkpoin
         run_generate(checkpoint, tmp_path / "in", tmp_path / "out", "--size", 64)
     with pytest.raises(SystemExit, match=r"--aspect squash -> keep"):
         run_generate(checkpoint, tmp_path / "in", tmp_path / "out", "--aspect", "keep")
-    assert run_generate(checkpoint, tmp_path / "in", tmp_path / "out", "--mask", "center") == 0  # inpaint's flag: no change
+    with pytest.raises(SystemExit, match="--mask is for --task inpaint"):  # a flag that would change nothing
+        run_generate(checkpoint, tmp_path / "in", tmp_path / "out", "--mask", "center")
     other = tmp_path / "other.pt"
     other.write_bytes(checkpoint.read_bytes())
     with pytest.raises(SystemExit, match="another checkpoint file"):

@@ -65,3 +65,15 @@ def test_out_in_a_read_only_folder(tmp_path):
     assert refused(tiny_args(tmp_path, "--out", locked)) == (f"error: cannot write into the run folder {locked}: "
                                                             f"Permission denied")
     assert not list(locked.iterdir())
+
+
+@pytest.mark.parametrize("task, flags, said", [
+    ("inpaint", ["--hints"], "--hints is for --task colorize"),
+    ("inpaint", ["--split-seed", "3"], "--split-seed is for --task colorize"),
+    ("colorize", ["--fill", "mean", "--hints"], "--fill is for --task inpaint"),
+])
+def test_another_tasks_flag(tmp_path, task, flags, said):
+    """A flag that the run's task would ignore is refused, before any folder is made."""
+    message = refused(tiny_args(tmp_path, *flags, task=task))
+    assert message == f"error: {said}, and this run is --task {task}"
+    assert not (tmp_path / "run").exists()
