@@ -1,7 +1,8 @@
 """A training run's folder and state: the run's configuration (the flags, the task's presets, a resumed
 run's own settings), which folder a run may write into and its claim on it, the checkpoint (what it
 holds, the RNG states in it, the checks that a resumed run goes on as it was, and --export, its generator
-alone), the average of G's weights that it keeps, and the flags that decide when a session saves and stops.
+alone), the average of G's weights that it keeps, and the flags that decide when a train.py command saves
+and stops.
 
 A folder holding any of RUN_FILES belongs to that run: a new run never writes into it, and a resumed
 run goes on only in its own folder or in a new one. A process writes into a run folder only while it
@@ -73,7 +74,7 @@ def new_run_config(args):
 
 def resumed_config(args, checkpoint, defaults):
     """A resumed run's configuration: the checkpoint's, with the flags that may change; settings that the
-    run's train.py did not have yet take their `defaults` (the parser's), and --stop-at is for one session."""
+    run's train.py did not have yet take their `defaults` (the parser's), and --stop-at is for this command alone."""
     if checkpoint.get("format") == "generator":
         raise SystemExit(f"error: {args.resume} is a generator exported with --export, which keeps no training "
                          f"state: resume its run's last.pt instead")
@@ -166,7 +167,7 @@ def resume_folder(args, checkpoint):
 
 
 def start_folder(cfg, step):
-    """The run folder at the start of a session: config.json, the samples folder, and metrics.csv with the
+    """The run folder as a train.py command starts: config.json, the samples folder, and metrics.csv with the
     run's rows up to `step` (a resumed run drops the rows written after its checkpoint), from the
     checkpoint's own folder when it goes on in a new one -> those rows."""
     out = Path(cfg.out)
@@ -451,7 +452,7 @@ def export_generator(src, dst, dtype):
 
 
 # ----------------------------------------------------------------------------------------------------
-# What a session keeps beside the networks: the average of G's weights, and when to save and stop
+# What a train.py command keeps beside the networks: the average of G's weights, and when to save and stop
 
 
 class EMA:

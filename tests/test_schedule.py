@@ -41,7 +41,7 @@ def test_any_decay_reaches_zero_and_none_keeps_the_lr(steps, epochs, decay, leng
 
 
 def test_stop_at_stops_this_session_only(tmp_path):
-    """Without --steps the run is its passes (1 + 1 here: 8 steps); --stop-at ends this session before them,
+    """Without --steps the run is its passes (1 + 1 here: 8 steps); --stop-at ends this command before them,
     unscored, and a resume goes on to the end."""
     train.main(tiny_args(tmp_path, "--stop-at", 3, "--val-every", 2))
     assert not (tmp_path / "run" / "test_scores.json").exists()
