@@ -92,6 +92,27 @@ def test_a_folder_in_use_is_refused_naming_its_process(tmp_path):
     assert not (tmp_path / "new").exists() and not (tmp_path / "run" / runfolder.LOCK).exists()
 
 
+def test_without_flock_the_lock_file_is_the_claim(tmp_path, monkeypatch):
+    """Where there is no fcntl (Windows), the LOCK file's existence is the claim: a second claim fails, the
+    refusal says how to free a folder whose holder was killed, and a released claim frees the folder."""
+    monkeypatch.setattr(runfolder, "fcntl", None)
+    claim = runfolder.Claim.take(tmp_path / "run")
+    try:
+        assert claim.created and claim.fresh and runfolder.Claim.take(tmp_path / "run") is None
+        with pytest.raises(SystemExit) as refused:
+            train_py(*tiny_flags(tmp_path / "run"))
+        message = one_line(refused.value.code)
+        assert f"is in use by process {os.getpid()} on " in message
+        assert message.endswith(f"choose another --out (if it no longer runs, remove {tmp_path / 'run' / runfolder.LOCK})")
+    finally:
+        claim.abandon()
+    assert not (tmp_path / "run").exists()
+    again = runfolder.Claim.take(tmp_path / "run")
+    assert again is not None and (tmp_path / "run" / runfolder.LOCK).exists()
+    again.release()
+    assert not (tmp_path / "run" / runfolder.LOCK).exists()
+
+
 @pytest.mark.parametrize("default_out", [False, True], ids=["--out", "default"])
 def test_a_failed_set_up_leaves_the_folder_usable(tmp_path, monkeypatch, default_out):
     """Unreadable validation images stop the set-up after config.json and samples/ are written: they go,
