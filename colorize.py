@@ -495,10 +495,8 @@ class Colorize(Task):
         item = dict(x=torch.from_numpy(np.pad(L / L_SCALE - 1, padding, mode="reflect"))[None], crop=(top, left, h, w))
         if hints.used(run.cfg):
             path = self.side_files(src, run).get("hints")
-            hint_map, how = hints.page_hints(path, page.size, (w, h), colorize_pair, run.max_pixels)
-            hint_map = torch.from_numpy(np.pad(hint_map, ((0, 0), *padding)))[None]
-            hint_map = hints.for_network(run.cfg, (item["x"] + 1) * L_SCALE, hint_map)[0]
-            item.update(x=torch.cat([item["x"], hint_map.to(item["x"].dtype)]),
+            hint_map, how = hints.page_hints(path, page.size, L, colorize_pair, run)
+            item.update(x=torch.cat([item["x"], torch.from_numpy(np.pad(hint_map, ((0, 0), *padding)))]),
                         **({"how": how} if how else {"hints": path}))
         return item
 

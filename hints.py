@@ -192,16 +192,19 @@ def network_hints(rgba, page_size, shape, pair):
     return hint_map.reshape(3, h, w)
 
 
-def page_hints(path, page_size, shape, pair, max_pixels):
-    """The hint map (3, h, w) of a page's hint image `path` (None: none) at the network's (w, h), and what to
-    report (None: nothing): a hint image that cannot be used gives no hints, and says so."""
-    none = np.zeros((CHANNELS, shape[1], shape[0]), np.float32)
+def page_hints(path, page_size, L, pair, run):
+    """The hint map (3, h, w) of a page's hint image `path` (None: none) for the page's L at the network's
+    size (h, w), as the run's G takes it (for_network), and what to report (None: nothing): a hint image
+    that cannot be used gives no hints, and says so."""
+    h, w = L.shape
+    none = np.zeros((CHANNELS, h, w), np.float32)
     if path is None:
         return none, None
     try:
-        return network_hints(read_hint_image(path, max_pixels), page_size, shape, pair), None
+        sparse = network_hints(read_hint_image(path, run.max_pixels), page_size, (w, h), pair)
     except ValueError as e:
         return none, f"{e}: generated without hints"
+    return for_network(run.cfg, torch.from_numpy(L)[None], torch.from_numpy(sparse)[None])[0].float().numpy(), None
 
 
 def shown_over_bands(pieces, path, page_size, max_pixels):
