@@ -68,7 +68,13 @@ def exit_when_orphaned(parent):
 
 
 def process_in_worker(process, jobs):
-    return process(jobs, worker_run)
+    """process(jobs) in a worker. A stop signal raises SystemExit in it (start_worker), which unwinds the
+    output being written; the pool would catch it and send it back as the chunk's result, then wait on a
+    pipe that the stopping parent closes, and print that EOFError's traceback: so the worker ends here."""
+    try:
+        return process(jobs, worker_run)
+    except SystemExit:
+        os._exit(1)
 
 
 @contextlib.contextmanager

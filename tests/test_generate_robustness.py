@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import unquote_to_bytes
 
 import pytest
+import torch
 
 import train
 import utils
@@ -190,3 +192,20 @@ def test_page_links_reach_files_whose_names_are_not_utf8(tmp_path, checkpoint):
     links = Links()
     links.feed((tmp_path / "out" / "index.html").read_text())
     assert {unquote_to_bytes(target) for target in links.targets} >= set(names)  # the outputs, by their own bytes
+
+
+def stopped_by_a_signal(jobs, run):
+    """A chunk that a stop signal interrupts: start_worker's handler raises SystemExit in it."""
+    sys.exit(1)
+
+
+def test_a_worker_stopped_in_a_chunk_ends_without_a_traceback(capfd):
+    """A stop signal in the middle of a chunk ends the worker at once and quietly: its SystemExit is not
+    sent back to the main process as the chunk's result (which would leave the worker waiting on a pipe
+    that the main process then closes, and print a traceback), and the main process sees the chunk's
+    worker gone, as it would for one that the system killed."""
+    run = SimpleNamespace(device=torch.device("cpu"))
+    records = list(workers.map_chunks(stopped_by_a_signal, [[{"src": "a"}], [{"src": "b"}]], run, 2, None, None))
+    assert sorted(r["src"] for chunk in records for r in chunk) == ["a", "b"]
+    assert all(r["error"] == workers.KILLED for chunk in records for r in chunk)
+    assert "Traceback" not in capfd.readouterr().err
