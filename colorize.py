@@ -454,6 +454,10 @@ class Colorize(Task):
     def test_inputs(self, xy, cfg):
         return hints.test_inputs(xy) if hints.used(cfg) else {"": xy}
 
+    def sample_columns(self, cfg):
+        hinted = hints.used(cfg)
+        return f"input | output | input with {hints.VAL_HINTS} hints | output | target" if hinted else super().sample_columns(cfg)
+
     def scores(self, inp, out, target, hole=None):
         """Scores of the output and of the gray panel itself: PSNR rewards gray, desaturated output, so the
         colour difference (CIEDE2000) and the colourfulness say what PSNR hides. The whole image is G's."""

@@ -55,9 +55,10 @@ def write_page(path, title, body):
 # train.py's run folder
 
 
-def run_page(out, cfg, rows, status, test_scores=None):
-    """OUT/index.html: the status, the curves, the newest sample grid and the earlier ones newest first,
-    the metrics table (newest first), the test scores at the end, the configuration (cfg, the run's Namespace)."""
+def run_page(out, cfg, rows, status, test_scores=None, columns="input | output | target"):
+    """OUT/index.html: the status, the curves, the newest sample grid (whose `columns` are named) and the
+    earlier ones newest first, the metrics table (newest first), the test scores at the end, the
+    configuration (cfg, the run's Namespace)."""
     out = Path(out)
     body = [f"<p>{html.escape(status)}</p>"]
     if test_scores:
@@ -66,7 +67,7 @@ def run_page(out, cfg, rows, status, test_scores=None):
         body.append('<h2>Curves</h2><img src="plot.png" alt="losses and validation scores">')
     samples = sorted((out / "samples").glob("step_*.png"), reverse=True)
     if samples:  # the newest at full size, the earlier ones small: a long run has hundreds
-        body.append("<h2>Samples: [input | output | target] on a fixed validation batch</h2>")
+        body.append(f"<h2>Samples: [{html.escape(columns)}] on a fixed validation batch</h2>")
         body += [f'<figure class="{"small" if i else ""}"><a href="samples/{p.name}"><img src="samples/{p.name}" '
                  f'alt="{p.stem}" loading="lazy"></a><figcaption>step {int(p.stem.split("_")[1]):,}</figcaption></figure>'
                  for i, p in enumerate(samples)]

@@ -56,12 +56,14 @@ def validate(G, task, loader, cfg, device, norm_stats, stop=lambda: False):
 
 @torch.no_grad()
 def save_samples(G, task, batch, cfg, device, path):
-    """A fixed batch of validation images as rows of [input | output | target]."""
-    pictures, _ = run_at_test_time(G, task, batch, cfg, device, cfg.norm_stats)[""]  # the task's plain input
-    pictures = torch.stack(pictures, dim=1).flatten(0, 1)  # (3B, 3, S, S)
+    """A fixed batch of validation images as rows of [input | output | target], with an [input | output]
+    pair for each of the task's inputs (colorize --hints: none, then 10 hints) before the target."""
+    runs = [pictures for pictures, _ in run_at_test_time(G, task, batch, cfg, device, cfg.norm_stats).values()]
+    columns = [picture for pictures in runs for picture in pictures[:2]] + [runs[0][2]]
+    pictures = torch.stack(columns, dim=1).flatten(0, 1)  # (columns B, 3, S, S)
     if cfg.image_size < SAMPLE_MIN_SIDE:
         pictures = F.interpolate(pictures, scale_factor=SAMPLE_MIN_SIDE // cfg.image_size, mode="nearest")
-    images.save_png(make_grid(pictures, nrow=3, padding=2, pad_value=1.0), path)
+    images.save_png(make_grid(pictures, nrow=len(columns), padding=2, pad_value=1.0), path)
 
 
 def score_test_split(G, task, test_set, cfg, device, out, checkpoint_name, name="test_scores",

@@ -162,6 +162,11 @@ class Task(abc.ABC):
     def pictures(self, xy, fake, cfg):
         """XY and G's output -> (input, output, target) as RGB images in [0, 1], (B, 3, S, S) each."""
 
+    def sample_columns(self, cfg):
+        """The columns of the run's sample grids (score.save_samples): an [input | output] pair for each of
+        test_inputs, then the target."""
+        return "input | output | target"
+
     def test_inputs(self, xy, cfg):
         """A validation or test batch's XY -> {column prefix: XY}: the inputs that G is scored on. "" is the
         batch's own, scored in full; another prefix's columns are the scores of G's output alone (no

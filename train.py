@@ -402,7 +402,7 @@ def evaluate(run, task, cfg, report, device, world, losses, skipped, last):
             report.plotted = time.time()
         score.save_samples(G, task, report.sample_batch, cfg, device, report.out / "samples" / f"step_{run.step:08d}.png")
         pages.run_page(report.out, cfg, report.rows, f"Step {run.step:,} of {run.total:,}: validated at "
-                       f"{time.strftime('%Y-%m-%d %H:%M')}, {task.score} {value:.4g}.")
+                       f"{time.strftime('%Y-%m-%d %H:%M')}, {task.score} {value:.4g}.", columns=task.sample_columns(cfg))
         tqdm.write(f"step {run.step} (epoch {row['epoch']}) | D {losses[0]:.3f} G_adv {losses[1]:.3f} G_rec "
                    f"{losses[2]:.4f} | val {task.score} {value:.2f} (baseline {metrics[task.baseline]:.2f}) "
                    f"ssim {metrics['ssim']:.3f} | skipped files {skipped}")
@@ -440,7 +440,8 @@ def end_of_run(run, task, cfg, device, report):
                   f"{out / 'last.pt'} scores it.")
             return run.stop.exit_status()
         pages.run_page(out, cfg, report.rows, f"Finished: {run.step:,} steps; best.pt (step "
-                       f"{best['step'] if best else run.step:,}) scored on the test split.", test_scores=means)
+                       f"{best['step'] if best else run.step:,}) scored on the test split.", test_scores=means,
+                       columns=task.sample_columns(cfg))
         print(f"Done: {run.step} steps. Checkpoints in {out} (last.pt, best.pt), curves in {out / 'plot.png'}, "
               f"all of it in {out / 'index.html'}.")
 

@@ -133,7 +133,10 @@ def test_resumed_hinted_run_equals_an_uninterrupted_one_and_scores_with_hints(tm
     rows = utils.read_csv(tmp_path / "b" / "run" / "metrics.csv")
     assert {"psnr", "baseline_gray_psnr", "hints10_psnr", "hints10_ciede2000"} <= set(rows[-1])
     assert not any(k.startswith(("hints10_baseline", "hints10_reference")) for k in rows[-1])
-    assert "hints10_psnr" in (tmp_path / "b" / "run" / "index.html").read_text()
+    page = (tmp_path / "b" / "run" / "index.html").read_text()
+    assert "hints10_psnr" in page and "[input | output | input with 10 hints | output | target]" in page
+    grid = Image.open(sorted((tmp_path / "b" / "run" / "samples").glob("*.png"))[-1])
+    assert grid.width == 5 * (128 + 2) + 2  # 32 px enlarged to 128, 5 columns: the hinted pair too
 
 
 def two_rooms(side=32):
