@@ -227,8 +227,6 @@ def shown_over(band, r0, rgba, page_size):
     return shown
 
 
-
-
 # ----------------------------------------------------------------------------------------------------
 # Spreading each hint over its region (train.py --hints spread, the default)
 

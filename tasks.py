@@ -27,14 +27,15 @@ def default_help(key):
 
 def refuse_other_tasks_flags(task, args, kind, what):
     """Exit with one line if args (train.py's or generate.py's) set a flag of another task than `task` (kind:
-    "train_flags" or "generate_flags"), which would do nothing for `what` ("this run", "the checkpoint").
-    Flags whose default is a preset setting (--bottleneck, --overlap) are every task's."""
+    "train_flags" or "generate_flags") whose setting `task` does not have, which would do nothing for `what`
+    ("this run", "the checkpoint"): --hints for inpaint, --overlap for colorize. A setting that both have
+    (--bottleneck, in every checkpoint's configuration) is allowed."""
     given = []
     for other in TASKS.values():
         for flag, keywords in getattr(other, kind)().items():
             dest = taskbase.flag_dest(flag)
             default = keywords.get("default", False if keywords.get("action") == "store_true" else None)
-            if other is not task and dest not in other.paper and getattr(args, dest, default) != default:
+            if other is not task and dest not in task.paper and getattr(args, dest, default) != default:
                 given.append(f"{flag} is for --task {other.name}")
     if given:
         raise SystemExit(f"error: {'; '.join(given)}, and {what} is --task {task.name}")

@@ -73,7 +73,8 @@ def test_channels_with_and_without_hints():
     with them its first layer takes L and the hint map; D judges (L, ab) either way."""
     paper = dict(task="colorize", netG="unet", image_size=256, ngf=64, norm="batch", bottleneck=4000)
     with torch.device("meta"):
-        for cfg, in_ch in [(paper, 1), (dict(paper, hints=False), 1), (dict(paper, hints=True), 4)]:
+        for cfg, in_ch in [(paper, 1), (dict(paper, hints=False), 1), (dict(paper, hints=None), 1),
+                           (dict(paper, hints=True), 4), (dict(paper, hints="points"), 4), (dict(paper, hints="spread"), 4)]:
             G = tasks.generator_for(cfg)
             assert G.downs[0][0].in_channels == in_ch
             assert model.num_params(G) == 54_409_858 + 64 * 16 * (in_ch - 1)
@@ -219,10 +220,12 @@ def test_the_network_sees_each_hint_by_area(tmp_path, hinted):
         assert all(np.allclose(x[1:3, r, c], ab_of(rgb), atol=1e-5) for (r, c), rgb in cells.items())
 
 
-def test_hints_change_the_colour_and_keep_the_pages_lightness(tmp_path, hinted):
+@pytest.mark.parametrize("checkpoint", ["hinted", "spreading"])
+def test_hints_change_the_colour_and_keep_the_pages_lightness(tmp_path, checkpoint, request):
     """With a hint file the output differs from the one without, which an input without a hint file
     keeps; L is the page's own either way; the comparison and the page's thumbnail show the hints over the
-    input."""
+    input. Points and spread alike."""
+    hinted = request.getfixturevalue(checkpoint)
     for name in ("hinted", "plain"):
         write_image(tmp_path / "in" / f"{name}.png", size=(120, 90), seed=3)
     hint_image(tmp_path / "hints" / "hinted.png", (120, 90), {(x, y): RED for x in range(30, 60) for y in range(20, 50)})

@@ -71,6 +71,7 @@ def test_out_in_a_read_only_folder(tmp_path):
     ("inpaint", ["--hints"], "--hints is for --task colorize"),
     ("inpaint", ["--split-seed", "3"], "--split-seed is for --task colorize"),
     ("colorize", ["--fill", "mean", "--hints"], "--fill is for --task inpaint"),
+    ("colorize", ["--overlap", "4"], "--overlap is for --task inpaint"),
 ])
 def test_another_tasks_flag(tmp_path, task, flags, said):
     """A flag that the run's task would ignore is refused, before any folder is made."""
